@@ -1,0 +1,5 @@
+import sys
+
+from modelway.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""The ASGI application: a thin dispatcher over plain ASGI callables, no framework on the
+hot path. `create_app(runtime)` builds it; nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from modelway.config import load_config
+from modelway.errors import GatewayError, MethodNotAllowed, NotFound
+from modelway.proxy import pipeline
+from modelway.proxy.body import Receive
+from modelway.proxy.responses import Send, send_error, send_json
+from modelway.runtime import Runtime, RuntimeRef
+
+log = logging.getLogger("modelway")
+
+Handler = Callable[[Runtime, dict[str, Any], Send], Awaitable[None]]
+
+
+async def health(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    await send_json(send, 200, {"status": "ok"})
+
+
+async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    deployments = sum(len(route.deployments) for route in runtime.models.values())
+    if deployments or runtime.discovery.enabled:
+        await send_json(send, 200, {"status": "ready", "models": len(runtime.models), "deployments": deployments})
+    else:
+        await send_json(send, 503, {"status": "not ready", "reason": "no deployment is configured"})
+
+
+async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    if runtime.client_keys.enabled:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        client = runtime.client_keys.identify(headers.get("authorization"), headers.get("x-api-key"))
+    else:
+        client = None
+    created = runtime.created
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "modelway"} for name in runtime.models]
+    seen = set(runtime.models)
+    for entry in await runtime.discovery.entries():
+        if entry["id"] not in seen:
+            seen.add(entry["id"])
+            data.append(entry)
+    if client is not None:
+        data = [m for m in data if client.may_use(m["id"])]
+    await send_json(send, 200, {"object": "list", "data": data})
+
+
+GET_ROUTES: dict[str, Handler] = {
+    "/health": health,
+    "/ready": ready,
+    "/v1/models": list_models,
+    "/models": list_models,
+}
+
+
+class Gateway:
+    def __init__(self, ref: RuntimeRef) -> None:
+        self.ref = ref
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        runtime = self.ref.current
+        method = scope["method"]
+        path = scope["path"]
+        if method == "POST" and path not in GET_ROUTES:
+            await pipeline.handle(runtime, scope, receive, send)
+            return
+        try:
+            handler = GET_ROUTES.get(path)
+            if handler is None:
+                raise NotFound(f"no route for {method} {path}", code="unknown_path")
+            if method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"{path} accepts GET, not {method}")
+            await handler(runtime, scope, send)
+        except GatewayError as exc:
+            await send_error(send, exc, pipeline.is_anthropic_path(path))
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.ref.current.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.ref.current.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(runtime: Runtime) -> Gateway:
+    return Gateway(RuntimeRef(runtime))
+
+
+def app_from_env() -> Gateway:
+    """uvicorn's factory: each worker process builds its own app from MODELWAY_CONFIG."""
+    return create_app(Runtime(load_config(os.environ.get("MODELWAY_CONFIG") or None)))

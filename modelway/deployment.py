@@ -1,0 +1,41 @@
+"""A deployment: one (provider, upstream model) that serves a public model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelway.providers.base import Provider
+
+
+@dataclass(slots=True)
+class DeploymentStats:
+    """Live per-instance counters a strategy may read (never I/O)."""
+
+    inflight: int = 0
+    ewma_latency_s: float | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Deployment:
+    index: int  # unique within one runtime; strategies key their state by it
+    model_name: str  # the public model it serves
+    provider: Provider
+    upstream_model: str | None  # None: keep the name after mapping
+    weight: int = 1
+    priority: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    metric_key: str | None = None
+    input_cost_per_mtok: float = 0.0
+    output_cost_per_mtok: float = 0.0
+    max_concurrency: int | None = None
+    max_context: int | None = None
+    stats: DeploymentStats = field(default_factory=DeploymentStats)
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider.name}/{self.upstream_model or self.model_name}"
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.name}, weight={self.weight}, priority={self.priority})"

@@ -1,0 +1,134 @@
+"""The exception tree.
+
+    ModelwayError
+    ├── ConfigError                 invalid config; carries every (yaml path, message) pair
+    ├── GatewayError                answered to the client as-is: status + OpenAI/Anthropic-shaped body
+    │   ├── BadRequest              400
+    │   ├── Unauthorized            401
+    │   ├── Forbidden               403
+    │   ├── NotFound                404 (unknown model, unknown path)
+    │   ├── MethodNotAllowed        405
+    │   ├── PayloadTooLarge         413
+    │   ├── AllAttemptsFailed       502 (message summarises each attempt)
+    │   ├── NoHealthyDeployment     503
+    │   └── GatewayTimeout          504
+    └── UpstreamError               one attempt failed; the attempt loop decides what follows
+        ├── UpstreamConnectError    refused, reset or unreachable before a response
+        ├── UpstreamTimeout         no response (or no next chunk) within timeout_ms
+        └── UpstreamBrokenStream    the response started and then broke
+
+aiohttp and socket errors become UpstreamError subclasses in exactly one place:
+`modelway.providers.http.map_client_errors`.
+"""
+
+from __future__ import annotations
+
+
+class ModelwayError(Exception):
+    """Base of every error modelway raises on purpose."""
+
+
+class ConfigError(ModelwayError):
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(format_config_error(p, m) for p, m in errors))
+
+
+def format_config_error(path: str, message: str) -> str:
+    return f"{path}: {message}" if path else message
+
+
+class GatewayError(ModelwayError):
+    status = 500
+    type = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class AllAttemptsFailed(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "all_attempts_failed"
+
+
+class NoHealthyDeployment(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_healthy_deployment"
+
+
+class GatewayTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamError(ModelwayError):
+    """One upstream attempt failed. `kind` is the retry_on class it belongs to."""
+
+    kind = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamConnectError(UpstreamError):
+    kind = "connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class UpstreamBrokenStream(UpstreamError):
+    kind = "broken_stream"

@@ -1,0 +1,109 @@
+"""What every provider kind offers the request pipeline.
+
+A provider turns an `UpstreamRequest` into an `UpstreamResponse` — status, relayable
+headers, and the body as one read or as chunks in arrival order — and lists its models
+for discovery. Failures surface only as `modelway.errors.UpstreamError` subclasses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from modelway.config.schema import ProviderAuth, ProviderConfig
+
+# Never relayed in either direction: they describe one hop, not the message.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"host",
+    }
+)
+# Response headers the gateway's server writes itself.
+SERVER_OWNED = frozenset({b"date", b"server"})
+RESPONSE_SKIP = HOP_BY_HOP | SERVER_OWNED
+
+
+def relayable(raw_headers: Any) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in raw_headers if k.lower() not in RESPONSE_SKIP]
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    path: str  # relative to the provider's base_url, e.g. "chat/completions"
+    client_path: str  # the path the client called, e.g. "/v1/chat/completions"
+    query: str  # the client's raw query string ("" when none)
+    headers: dict[str, str]  # client headers fit to forward (no auth, no hop-by-hop)
+    body: bytes
+    stream: bool
+
+
+class UpstreamResponse(ABC):
+    status: int
+    headers: list[tuple[bytes, bytes]]  # relayable: hop-by-hop and server-owned removed
+    content_type: str
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self.content_type.startswith("text/event-stream")
+
+    @abstractmethod
+    async def read(self) -> bytes:
+        """The whole body."""
+
+    @abstractmethod
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in pieces, each yielded as soon as it arrives."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection (or abort it if the body was not read to the end)."""
+
+
+class Provider(ABC):
+    """One configured upstream. Built from config at runtime build; `start` runs inside
+    the event loop and opens pools, `close` shuts them."""
+
+    default_models_path = "models"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.kind = config.kind
+        credentials = config.keys or [config.auth]
+        self._credentials: list[ProviderAuth] = credentials
+        self._next_credential = 0
+
+    def next_credential(self) -> ProviderAuth:
+        """Credentials are used in rotation when a pool (`keys`) is configured."""
+        credentials = self._credentials
+        if len(credentials) == 1:
+            return credentials[0]
+        credential = credentials[self._next_credential % len(credentials)]
+        self._next_credential += 1
+        return credential
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @abstractmethod
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send one attempt. Raises UpstreamError subclasses only."""
+
+    @abstractmethod
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The provider's own model list (OpenAI list `data` entries)."""

@@ -1,0 +1,1 @@
+"""The request path: parse → map model → authorize → route → attempt → relay → record."""

@@ -1,0 +1,139 @@
+"""Reading and checking the request body: size limit, content type, JSON, the fields
+modelway itself reads. Each failure is a 400/413 that says what is wrong and where."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from modelway.errors import BadRequest, PayloadTooLarge
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
+    """The whole body, refusing more than `limit` bytes without reading them."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise BadRequest(f"Content-Length header is not a number: {content_length[:40]!r}") from None
+        if declared > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+class ClientGone(Exception):  # noqa: N818 - a signal, not an error to report
+    """The client disconnected before its request was read."""
+
+
+def check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        return  # no Content-Type: read as JSON
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise BadRequest(
+        f"unsupported Content-Type {media!r}: send the body as JSON with Content-Type: application/json",
+        code="invalid_content_type",
+    )
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise BadRequest("request body is empty: send a JSON object", code="invalid_json")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(
+            f"request body must be a JSON object, not {json_type(payload)}", code="invalid_json"
+        )
+    return payload
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def read_model(payload: dict[str, Any], key_path: tuple[str, ...]) -> str | None:
+    """The model named at `model_mapping.key` (a dotted path), type-checked."""
+    node: Any = payload
+    for part in key_path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    where = ".".join(key_path)
+    if node is None:
+        return None
+    if not isinstance(node, str):
+        raise BadRequest(f"'{where}' must be a string, not {json_type(node)}", param=where)
+    if not node:
+        raise BadRequest(f"'{where}' must not be empty", param=where)
+    return node
+
+
+def check_fields(payload: dict[str, Any], path: str) -> bool:
+    """Type-check the fields modelway reads; returns the stream flag."""
+    stream = payload.get("stream", False)
+    if stream is None:
+        stream = False
+    elif not isinstance(stream, bool):
+        raise BadRequest(f"'stream' must be a boolean (true or false), not {json_type(stream)}", param="stream")
+    options = payload.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest(f"'stream_options' must be an object, not {json_type(options)}", param="stream_options")
+    if path.endswith("/chat/completions"):
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            if messages is None:
+                got = "missing"
+            elif isinstance(messages, list):
+                got = "an empty array"
+            else:
+                got = json_type(messages)
+            raise BadRequest(f"'messages' must be a non-empty array (got {got})", param="messages")
+    return stream
+
+
+def set_model(payload: dict[str, Any], key_path: tuple[str, ...], model: str) -> dict[str, Any]:
+    """A shallow copy of `payload` with `model` at `key_path`; nested dicts on the path are copied."""
+    out = dict(payload)
+    node = out
+    for part in key_path[:-1]:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[part] = child
+        node = child
+    node[key_path[-1]] = model
+    return out

@@ -1,0 +1,152 @@
+"""One proxied request, top to bottom:
+
+    read body → check content type → parse JSON → check fields → identify client
+    → map model → authorize → resolve route → attempt (retry/fallback) → relay
+
+Request-side steps may end the request with a GatewayError; once relay starts the
+status is sent and only the body remains. A watcher cancels the work the moment the
+client disconnects, so the upstream request is abandoned at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from modelway.errors import BadRequest, GatewayError, NotFound
+from modelway.providers.base import HOP_BY_HOP
+from modelway.proxy.attempts import Answer, attempt
+from modelway.proxy.auth import authorize
+from modelway.proxy.body import (
+    ClientGone,
+    Receive,
+    check_content_type,
+    check_fields,
+    parse_json_object,
+    read_body,
+    read_model,
+)
+from modelway.proxy.context import RequestContext
+from modelway.proxy.relay import relay
+from modelway.proxy.responses import Send, send_error
+from modelway.runtime import ModelRoute, Runtime
+
+# Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
+# and ones modelway sets itself.
+NOT_FORWARDED = HOP_BY_HOP | {
+    b"authorization",
+    b"x-api-key",
+    b"accept-encoding",
+    b"content-type",
+    b"expect",
+}
+
+
+def split_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], dict[str, str]]:
+    """All client headers (lower-case names), and the subset fit to forward."""
+    headers: dict[str, str] = {}
+    forward: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers[key] = text
+        if name not in NOT_FORWARDED and not name.startswith(b"x-modelway-"):
+            forward[key] = text
+    return headers, forward
+
+
+def upstream_path(path: str) -> str:
+    """The path relative to a provider's base_url: "/v1/chat/completions" → "chat/completions"."""
+    if path.startswith("/v1/"):
+        return path[4:]
+    return path.lstrip("/")
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path.endswith("/messages") or "/messages/" in path
+
+
+async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    path: str = scope["path"]
+    anthropic = is_anthropic_path(path)
+    try:
+        headers, forward = split_headers(scope["headers"])
+        body = await read_body(receive, headers.get("content-length"), runtime.max_body_bytes)
+        check_content_type(headers.get("content-type"))
+        payload = parse_json_object(body)
+        ctx = RequestContext(
+            runtime=runtime,
+            scope=scope,
+            path=path,
+            upstream_path=upstream_path(path),
+            payload=payload,
+            raw_body=body,
+            headers=headers,
+            forward_headers=forward,
+            anthropic=anthropic,
+        )
+        ctx.stream = check_fields(payload, path)
+        if runtime.client_keys.enabled:
+            ctx.client = runtime.client_keys.identify(headers.get("authorization"), headers.get("x-api-key"))
+        route = await resolve_route(ctx)
+    except ClientGone:
+        return
+    except GatewayError as exc:
+        await send_error(send, exc, anthropic)
+        return
+    await run_until_disconnect(proxy(ctx, route, send), receive)
+
+
+async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
+    try:
+        answer: Answer = await attempt(ctx, route)
+    except GatewayError as exc:
+        await send_error(send, exc, ctx.anthropic)
+        return
+    await relay(ctx, answer, send)
+
+
+async def resolve_route(ctx: RequestContext) -> ModelRoute:
+    """Map the requested name, check the client may use it, and find its route."""
+    runtime = ctx.runtime
+    mapper = runtime.mapper
+    default_model = runtime.config.routing.default_model
+    original = read_model(ctx.payload, mapper.key_path)
+    ctx.original_model = original
+    if original is None:
+        if default_model is None:
+            where = ".".join(mapper.key_path)
+            raise BadRequest(f"missing model: the request body has no '{where}'", param=where, code="missing_model")
+        requested = default_model
+    else:
+        requested = mapper.map(original) if mapper.applies_to(ctx.path) else original
+    ctx.requested_model = requested
+    authorize(ctx.client, requested)
+    route = runtime.models.get(requested) or await runtime.discovered_route(requested)
+    if route is None and default_model is not None:
+        route = runtime.models[default_model]
+    if route is None:
+        raise NotFound(f"model {requested!r} does not exist", param="model")
+    return route
+
+
+async def run_until_disconnect(work: Any, receive: Receive) -> None:
+    """Run `work`, cancelling it as soon as the client disconnects."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                task.cancel()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((task,))
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.cancelled():
+        task.result()

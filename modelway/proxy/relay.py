@@ -1,0 +1,66 @@
+"""Relaying an upstream answer to the client: status, headers, then the body as it
+arrives. Bytes are copied untouched unless `response_model: requested` asks for a rewrite."""
+
+from __future__ import annotations
+
+from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
+from modelway.proxy.attempts import Answer
+from modelway.proxy.context import RequestContext
+from modelway.proxy.responses import Send, send_bytes, sse_error_event
+from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
+
+
+def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, bytes]]:
+    deployment = answer.deployment
+    model = deployment.upstream_model or ctx.requested_model
+    return [
+        *answer.upstream.headers,
+        (b"x-modelway-provider", deployment.provider.name.encode()),
+        (b"x-modelway-model", model.encode()),
+        (b"x-modelway-attempts", str(answer.attempts).encode()),
+    ]
+
+
+async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
+    upstream = answer.upstream
+    status = upstream.status
+    rewrite_to = ctx.original_model if ctx.runtime.rewrite_response_model and status < 300 else None
+    headers = route_headers(ctx, answer)
+    if answer.body is not None:
+        body = answer.body
+        if rewrite_to and "json" in upstream.content_type:
+            body = rewrite_json_model(body, rewrite_to)
+        answer.finish(ok=status < 400)
+        await send_bytes(send, status, body, headers)
+        return
+    assert answer.rest is not None
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
+    chunk = answer.first_chunk
+    try:
+        if rewriter is None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async for chunk in answer.rest:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            chunk = rewriter.feed(chunk)
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async for raw in answer.rest:
+                chunk = rewriter.feed(raw)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            tail = rewriter.flush()
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
+    except UpstreamError as exc:
+        # Bytes already reached the client, so no retry: end with an error event, no [DONE].
+        answer.finish(ok=False, error=exc.kind)
+        cls = GatewayTimeout if isinstance(exc, UpstreamTimeout) else AllAttemptsFailed
+        error = cls(f"upstream stream from {answer.deployment.name} broke off: {exc.message}",
+                    code="stream_broken")
+        await send({"type": "http.response.body", "body": sse_error_event(error, ctx.anthropic), "more_body": False})
+        return
+    finally:
+        answer.finish(ok=True)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

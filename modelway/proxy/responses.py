@@ -1,0 +1,50 @@
+"""Writing answers that modelway itself makes: JSON bodies and errors, OpenAI- or
+Anthropic-shaped by path (SPEC section 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+
+from modelway.errors import GatewayError
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = Sequence[tuple[bytes, bytes]]
+
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+async def send_json(send: Send, status: int, payload: Any, headers: Headers = ()) -> None:
+    await send_bytes(send, status, orjson.dumps(payload), [JSON_TYPE, *headers])
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_body(error: GatewayError, anthropic: bool) -> dict[str, Any]:
+    if anthropic:
+        return {"type": "error", "error": {"type": error.type, "message": error.message}}
+    return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+
+
+async def send_error(send: Send, error: GatewayError, anthropic: bool = False, headers: Headers = ()) -> None:
+    extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send_json(send, error.status, error_body(error, anthropic), [*headers, *extra])
+
+
+def sse_error_event(error: GatewayError, anthropic: bool) -> bytes:
+    """The last event of a stream that broke after bytes reached the client."""
+    payload = orjson.dumps(error_body(error, anthropic))
+    if anthropic:
+        return b"event: error\ndata: " + payload + b"\n\n"
+    return b"data: " + payload + b"\n\n"

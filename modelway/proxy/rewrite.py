@@ -1,0 +1,61 @@
+"""Writing the requested model name back into answers (`server.response_model: requested`).
+
+Only used when configured: the default relay copies bytes and parses nothing.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+def rewrite_json_model(body: bytes, model: str) -> bytes:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(payload, dict) or "model" not in payload:
+        return body
+    payload["model"] = model
+    return orjson.dumps(payload)
+
+
+class SSEModelRewriter:
+    """Rewrites `"model"` in each `data:` event of an SSE stream, line by line.
+
+    A chunk may end mid-line; the tail waits for the next chunk so only whole lines are
+    rewritten. Everything complete in a chunk goes out with that chunk.
+    """
+
+    __slots__ = ("_model", "_pending")
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk if self._pending else chunk
+        cut = data.rfind(b"\n") + 1
+        self._pending = data[cut:]
+        if not cut:
+            return b""
+        return b"\n".join(self._line(line) for line in data[:cut].split(b"\n"))
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self._line(rest) if rest else b""
+
+    def _line(self, line: bytes) -> bytes:
+        if not line.startswith(b"data:"):
+            return line
+        stripped = line[5:].strip()
+        if not stripped.startswith(b"{"):
+            return line
+        try:
+            payload = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            return line
+        if not isinstance(payload, dict) or "model" not in payload:
+            return line
+        payload["model"] = self._model
+        ending = b"\r" if line.endswith(b"\r") else b""
+        return b"data: " + orjson.dumps(payload) + ending

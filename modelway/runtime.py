@@ -1,0 +1,123 @@
+"""The immutable runtime: everything a request needs, built once from a validated config.
+
+Reload builds a new Runtime and swaps one reference (`RuntimeRef.current`); requests in
+flight finish on the one they started with.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from modelway.config.schema import Config, DeploymentConfig, ModelConfig
+from modelway.deployment import Deployment
+from modelway.discovery import Discovery
+from modelway.importing import resolve
+from modelway.mapping import ModelMapper
+from modelway.providers import PROVIDER_KINDS
+from modelway.providers.base import Provider
+from modelway.proxy.auth import ClientKeys
+from modelway.strategies import STRATEGIES
+
+if TYPE_CHECKING:
+    from modelway.strategies.base import Strategy
+
+
+class MetricsSnapshot(Protocol):
+    def snapshot(self) -> Mapping[str, float]: ...
+
+
+@dataclass(eq=False)
+class ModelRoute:
+    """A public model: its deployments grouped by priority (highest first) and its strategy."""
+
+    name: str
+    config: ModelConfig
+    deployments: list[Deployment]
+    strategy: Strategy
+    groups: list[list[Deployment]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        priorities = sorted({d.priority for d in self.deployments}, reverse=True)
+        self.groups = [[d for d in self.deployments if d.priority == p] for p in priorities]
+
+
+class Runtime:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.created = int(time.time())
+        self.mapper = ModelMapper(config.model_mapping)
+        routing = config.routing
+        self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
+        self.selected_provider_header = routing.selected_provider_header
+        self.rewrite_response_model = config.server.response_model == "requested"
+        self.max_body_bytes = config.server.max_body_bytes
+        self.client_keys = ClientKeys(config.auth)
+        self.providers: dict[str, Provider] = {
+            p.name: resolve(PROVIDER_KINDS, p.kind, "provider kind")(p) for p in config.providers
+        }
+        self._indexes = itertools.count()
+        self.models: dict[str, ModelRoute] = {m.name: self._build_route(m) for m in config.models}
+        self.discovery = Discovery(list(self.providers.values()))
+        self._discovered_routes: dict[tuple[str, tuple[str, ...]], ModelRoute] = {}
+        # least_load reads snapshot() of this; a metrics source (Redis, Prometheus) sets it.
+        self.load_metrics: MetricsSnapshot | None = None
+
+    def _build_route(self, model: ModelConfig) -> ModelRoute:
+        deployments = [self._build_deployment(model.name, d) for d in model.deployments]
+        strategy = resolve(STRATEGIES, model.strategy, "strategy")(model, deployments)
+        return ModelRoute(model.name, model, deployments, strategy)
+
+    def _build_deployment(self, public_name: str, d: DeploymentConfig) -> Deployment:
+        return Deployment(
+            index=next(self._indexes),
+            model_name=public_name,
+            provider=self.providers[d.provider],
+            upstream_model=d.model,
+            weight=d.weight,
+            priority=d.priority,
+            options=dict(d.options),
+            metric_key=d.metric_key,
+            input_cost_per_mtok=d.input_cost_per_mtok,
+            output_cost_per_mtok=d.output_cost_per_mtok,
+            max_concurrency=d.max_concurrency,
+            max_context=d.max_context,
+        )
+
+    async def start(self) -> None:
+        for provider in self.providers.values():
+            await provider.start()
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+
+    async def discovered_route(self, name: str) -> ModelRoute | None:
+        """A route for a model only a discovering provider knows, served by its own name."""
+        if not self.discovery.enabled:
+            return None
+        providers = (await self.discovery.models()).get(name)
+        if not providers:
+            return None
+        key = (name, tuple(p.name for p in providers))
+        route = self._discovered_routes.get(key)
+        if route is None:
+            model = ModelConfig(name=name, deployments=[DeploymentConfig(provider=p.name) for p in providers])
+            route = self._build_route(model)
+            self._discovered_routes[key] = route
+        return route
+
+    def public_models(self) -> list[str]:
+        return list(self.models)
+
+
+class RuntimeRef:
+    """The one mutable reference: the runtime requests start on."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime

@@ -1,0 +1,35 @@
+"""Running the gateway under uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+from modelway.config import load_config
+
+log = logging.getLogger("modelway")
+
+
+def run(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
+    config = load_config(config_path)  # fail here, once, before any worker starts
+    if config_path:
+        os.environ["MODELWAY_CONFIG"] = os.path.abspath(config_path)
+    else:
+        os.environ.pop("MODELWAY_CONFIG", None)
+        log.info("no --config given: serving the embedded demo config")
+    uvicorn.run(
+        "modelway.app:app_from_env",
+        factory=True,
+        host=host or config.server.host,
+        port=port or config.server.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
