@@ -1,0 +1,182 @@
+"""A test upstream of our own: an aiohttp server speaking the OpenAI wire format
+(JSON and SSE), with failures on demand — error statuses, slowness, dropped connections
+and streams that break. It runs in a thread with its own event loop and records every
+request it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    delay_before_headers_s: float = 0.0
+    drop: bool = False  # close the connection without answering
+    chunks: int = 5  # stream chunks before finish
+    chunk_gap_s: float = 0.0
+    break_after: int | None = None  # stream: abort the connection after this many chunks
+    retry_after: str | None = None
+    error_body: dict[str, Any] | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class Upstream:
+    def __init__(self, name: str = "upstream", models: list[str] | None = None) -> None:
+        self.name = name
+        self.models = models or []
+        self.behaviour = Behaviour()
+        self.received: list[Received] = []
+        self.cancelled = 0  # requests whose client went away before the answer ended
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Upstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def reset(self, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
+        self.received.clear()
+        self.cancelled = 0
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/{tail:.*}", self._get)
+        app.router.add_post("/{tail:.*}", self._post)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def _record(self, request: web.Request, body: Any) -> None:
+        self.received.append(
+            Received(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None)
+        behaviour = self.behaviour
+        if request.path.endswith("/models"):
+            if behaviour.status != 200:
+                return web.json_response({"error": {"message": "down"}}, status=behaviour.status)
+            data = [{"id": m, "object": "model", "created": 1, "owned_by": self.name} for m in self.models]
+            return web.json_response({"object": "list", "data": data})
+        return web.json_response({"error": {"message": "not found"}}, status=404)
+
+    async def _post(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = raw
+        self._record(request, body)
+        behaviour = self.behaviour
+        try:
+            if behaviour.delay_before_headers_s:
+                await asyncio.sleep(behaviour.delay_before_headers_s)
+            if behaviour.drop:
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response()
+            if behaviour.status != 200:
+                headers = dict(behaviour.extra_headers)
+                if behaviour.retry_after:
+                    headers["Retry-After"] = behaviour.retry_after
+                error = behaviour.error_body or {
+                    "error": {"message": f"{self.name} says {behaviour.status}", "type": "upstream", "code": None}
+                }
+                return web.json_response(error, status=behaviour.status, headers=headers)
+            model = body.get("model") if isinstance(body, dict) else None
+            if request.path.endswith("/embeddings"):
+                return web.json_response(
+                    {
+                        "object": "list",
+                        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                        "model": model,
+                        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+                    },
+                    headers=behaviour.extra_headers,
+                )
+            if isinstance(body, dict) and body.get("stream") is True:
+                return await self._stream(request, model, behaviour)
+            return web.json_response(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": f"hello from {self.name}"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                },
+                headers={"x-upstream": self.name, **behaviour.extra_headers},
+            )
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled += 1
+            raise
+
+    async def _stream(self, request: web.Request, model: Any, behaviour: Behaviour) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-upstream": self.name})
+        await response.prepare(request)
+        for i in range(behaviour.chunks):
+            if behaviour.break_after is not None and i == behaviour.break_after:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            if behaviour.chunk_gap_s and i:
+                await asyncio.sleep(behaviour.chunk_gap_s)
+            chunk = {
+                "id": "chatcmpl-test",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": f"c{i} "}, "finish_reason": None}],
+            }
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        done = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
