@@ -39,7 +39,9 @@ async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> No
     else:
         client = None
     created = runtime.created
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "modelway"} for name in runtime.models]
+    data: list[dict[str, Any]] = [
+        {"id": name, "object": "model", "created": created, "owned_by": "modelway"} for name in runtime.models
+    ]
     seen = set(runtime.models)
     for entry in await runtime.discovery.entries():
         if entry["id"] not in seen:

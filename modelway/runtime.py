@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from modelway.config.schema import Config, DeploymentConfig, ModelConfig

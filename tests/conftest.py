@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.upstream import Upstream  # noqa: E402
+from support.upstream import Upstream
 
 
 @pytest.fixture(scope="module")

@@ -56,8 +56,10 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([(yaml_path(e["loc"]), describe(e)) for e in exc.errors()]) from None
-    errors = check_references(config)
+        errors = [(yaml_path(e["loc"]), describe(e)) for e in exc.errors()]
+    else:
+        errors = []
+    errors += [e for e in check_references(raw) if e not in errors]
     if errors:
         raise ConfigError(errors)
     return config

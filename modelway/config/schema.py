@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RetryClass = Literal["connect_error", "timeout", 429, 500, 502, 503, 504]
+DEFAULT_RETRY_ON: tuple[RetryClass, ...] = ("connect_error", "timeout", 429, 500, 502, 503, 504)
 
 DEFAULT_MAPPING_PATHS = [
     "/completions",
@@ -203,9 +204,7 @@ class RouterSpec(Strict):
 
 class RoutingConfig(Strict):
     retries: int = Field(2, ge=0, le=20)
-    retry_on: list[RetryClass] = Field(
-        default_factory=lambda: ["connect_error", "timeout", 429, 500, 502, 503, 504]
-    )
+    retry_on: list[RetryClass] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
     health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
     selected_provider_header: str | None = None

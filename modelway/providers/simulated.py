@@ -21,9 +21,10 @@ from modelway.config.schema import ProviderConfig, SimulationConfig
 from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse
 
 WORDS = (
-    "modelway routes this request to a simulated backend that streams tokens at a steady pace "
-    "so you can watch failover latency and load balancing without a GPU"
-).split()
+    "modelway", "routes", "this", "request", "to", "a", "simulated", "backend", "that", "streams",
+    "tokens", "at", "a", "steady", "pace", "so", "you", "can", "watch", "failover", "latency",
+    "and", "load", "balancing", "without", "a", "GPU",
+)
 JSON = b"application/json"
 MAX_TOKENS = 4096
 

@@ -42,7 +42,7 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
     return b"".join(parts)
 
 
-class ClientGone(Exception):  # noqa: N818 - a signal, not an error to report
+class ClientGone(Exception):
     """The client disconnected before its request was read."""
 
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set everything up and run the tests: system packages the tests need (redis-server),
+# a virtualenv with modelway and its test extra, then ruff, mypy and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >"$log" 2>&1; then
+  grep -v '^WARNING: Location' "$log" >&2
+  echo "pip install failed" >&2
+  exit 1
+fi
+rm -f "$log"
+
+.venv/bin/ruff check modelway tests
+.venv/bin/mypy modelway
+.venv/bin/pytest -q tests "$@"
