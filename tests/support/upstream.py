@@ -22,6 +22,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    peer: tuple[str, int] | None = None  # the client's address: tells connections apart
 
 
 @dataclass
@@ -64,6 +65,10 @@ class Upstream:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def open_connections(self) -> int:
+        server = self._runner.server if self._runner else None
+        return len(server.connections) if server is not None else 0
+
     def reset(self, behaviour: Behaviour | None = None) -> None:
         self.behaviour = behaviour or Behaviour()
         self.received.clear()
@@ -80,8 +85,9 @@ class Upstream:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     def _record(self, request: web.Request, body: Any) -> None:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         self.received.append(
-            Received(request.method, request.path, dict(request.query), dict(request.headers), body)
+            Received(request.method, request.path, dict(request.query), dict(request.headers), body, peer)
         )
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
