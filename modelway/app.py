@@ -10,6 +10,7 @@ from typing import Any
 
 from modelway.config import load_config
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
+from modelway.failover.chain import usable
 from modelway.proxy import pipeline
 from modelway.proxy.body import Receive
 from modelway.proxy.responses import Send, send_error, send_json
@@ -25,11 +26,16 @@ async def health(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 
 
 async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
-    deployments = sum(len(route.deployments) for route in runtime.models.values())
-    if deployments or runtime.discovery.enabled:
-        await send_json(send, 200, {"status": "ready", "models": len(runtime.models), "deployments": deployments})
-    else:
+    configured = sum(len(route.deployments) for route in runtime.models.values())
+    healthy = runtime.healthy_deployments()
+    if healthy or (not configured and runtime.discovery.enabled):
+        await send_json(send, 200, {"status": "ready", "models": len(runtime.models), "healthy_deployments": healthy})
+    elif not configured:
         await send_json(send, 503, {"status": "not ready", "reason": "no deployment is configured"})
+    else:
+        unhealthy = sorted({d.provider.name for r in runtime.models.values() for d in r.deployments if not usable(d)})
+        reason = f"no healthy deployment (unavailable providers: {', '.join(unhealthy)})"
+        await send_json(send, 503, {"status": "not ready", "reason": reason})
 
 
 async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:

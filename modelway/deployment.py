@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelway.failover.health import HealthRecord
+
 if TYPE_CHECKING:
     from modelway.providers.base import Provider
 
@@ -32,10 +34,23 @@ class Deployment:
     max_concurrency: int | None = None
     max_context: int | None = None
     stats: DeploymentStats = field(default_factory=DeploymentStats)
+    health: HealthRecord = field(default_factory=HealthRecord)
 
     @property
     def name(self) -> str:
         return f"{self.provider.name}/{self.upstream_model or self.model_name}"
+
+    @property
+    def key(self) -> str:
+        """Stable identity across reloads and instances: where shared state is kept."""
+        return f"{self.model_name}|{self.provider.name}|{self.upstream_model or ''}"
+
+    def effective_weight(self, now: float) -> float:
+        """The configured weight, ramped up for SLOW_START_S after a cooldown ends."""
+        health = self.health
+        if health.ramp_until <= now:
+            return self.weight
+        return self.weight * health.weight_factor(now)
 
     def __repr__(self) -> str:
         return f"Deployment({self.name}, weight={self.weight}, priority={self.priority})"

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Protocol
 from modelway.config.schema import Config, DeploymentConfig, ModelConfig
 from modelway.deployment import Deployment
 from modelway.discovery import Discovery
+from modelway.failover.chain import usable
+from modelway.failover.policy import Failover
+from modelway.failover.probe import HealthProber
 from modelway.importing import resolve
 from modelway.mapping import ModelMapper
 from modelway.providers import PROVIDER_KINDS
@@ -51,7 +54,7 @@ class Runtime:
         self.created = int(time.time())
         self.mapper = ModelMapper(config.model_mapping)
         routing = config.routing
-        self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
+        self.failover = Failover(routing)
         self.selected_provider_header = routing.selected_provider_header
         self.rewrite_response_model = config.server.response_model == "requested"
         self.max_body_bytes = config.server.max_body_bytes
@@ -62,6 +65,9 @@ class Runtime:
         self._indexes = itertools.count()
         self.models: dict[str, ModelRoute] = {m.name: self._build_route(m) for m in config.models}
         self.discovery = Discovery(list(self.providers.values()))
+        self.prober = HealthProber(
+            list(self.providers.values()), routing.health_check.interval_s, routing.health_check.path
+        )
         self._discovered_routes: dict[tuple[str, tuple[str, ...]], ModelRoute] = {}
         # least_load reads snapshot() of this; a metrics source (Redis, Prometheus) sets it.
         self.load_metrics: MetricsSnapshot | None = None
@@ -72,7 +78,7 @@ class Runtime:
         return ModelRoute(model.name, model, deployments, strategy)
 
     def _build_deployment(self, public_name: str, d: DeploymentConfig) -> Deployment:
-        return Deployment(
+        deployment = Deployment(
             index=next(self._indexes),
             model_name=public_name,
             provider=self.providers[d.provider],
@@ -86,14 +92,21 @@ class Runtime:
             max_concurrency=d.max_concurrency,
             max_context=d.max_context,
         )
+        deployment.health = self.failover.health.record(deployment.key)
+        return deployment
 
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
+        self.prober.start()
 
     async def close(self) -> None:
+        await self.prober.stop()
         for provider in self.providers.values():
             await provider.close()
+
+    def healthy_deployments(self) -> int:
+        return sum(1 for route in self.models.values() for d in route.deployments if usable(d))
 
     async def discovered_route(self, name: str) -> ModelRoute | None:
         """A route for a model only a discovering provider knows, served by its own name."""

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from modelway.config.schema import ProviderAuth, ProviderConfig
+from modelway.config.schema import ProviderConfig
+from modelway.providers.credentials import Credential, CredentialPool
 
 # Never relayed in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -81,18 +82,8 @@ class Provider(ABC):
         self.config = config
         self.name = config.name
         self.kind = config.kind
-        credentials = config.keys or [config.auth]
-        self._credentials: list[ProviderAuth] = credentials
-        self._next_credential = 0
-
-    def next_credential(self) -> ProviderAuth:
-        """Credentials are used in rotation when a pool (`keys`) is configured."""
-        credentials = self._credentials
-        if len(credentials) == 1:
-            return credentials[0]
-        credential = credentials[self._next_credential % len(credentials)]
-        self._next_credential += 1
-        return credential
+        self.credentials = CredentialPool(config.name, config.auth, config.keys)
+        self.healthy = True  # set by active health checks, when enabled
 
     async def start(self) -> None:
         return None
@@ -101,9 +92,14 @@ class Provider(ABC):
         return None
 
     @abstractmethod
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Send one attempt. Raises UpstreamError subclasses only."""
+    async def send(self, request: UpstreamRequest, credential: Credential) -> UpstreamResponse:
+        """Send one attempt with one credential. Raises UpstreamError subclasses only."""
 
     @abstractmethod
     async def list_models(self) -> list[dict[str, Any]]:
         """The provider's own model list (OpenAI list `data` entries)."""
+
+    async def probe(self, path: str | None) -> None:
+        """An active health check: returns when the provider answers, raises UpstreamError
+        when it does not. `path` defaults to models_path."""
+        await self.list_models()

@@ -7,6 +7,7 @@ own `UpstreamError` subclasses.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,6 +25,7 @@ from modelway.errors import (
 )
 from modelway.providers import DEFAULT_BASE_URLS, DEFAULT_MODELS_PATHS
 from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse, relayable
+from modelway.providers.credentials import Credential
 from modelway.providers.pool import PoolConnector
 
 URL_CACHE_SIZE = 512
@@ -147,22 +149,22 @@ class HttpProvider(Provider):
             headers.update(credential.header)
         return headers
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, credential: Credential) -> UpstreamResponse:
         session = self._session
         assert session is not None, "provider used before start()"
-        credential = self.next_credential()
+        auth = credential.auth
         with map_client_errors(self.name, started=False):
             response = await session.post(
-                self.url_for(request, credential),
+                self.url_for(request, auth),
                 data=request.body,
-                headers=self.headers_for(request, credential),
+                headers=self.headers_for(request, auth),
                 timeout=self._stream_timeout if request.stream else self._timeout,
                 allow_redirects=False,
             )
         return HttpUpstreamResponse(self.name, response)
 
-    def models_url(self) -> URL:
-        path = self.models_path
+    def models_url(self, path: str | None = None) -> URL:
+        path = path or self.models_path
         origin = URL(self.base_url).origin()
         if path.startswith(("http://", "https://")):
             return URL(path)
@@ -170,20 +172,30 @@ class HttpProvider(Provider):
             return origin.with_path(path)
         return URL(f"{self.base_url}/{path}")
 
-    async def list_models(self) -> list[dict[str, Any]]:
+    async def _get(self, path: str | None) -> tuple[int, bytes]:
         session = self._session
         assert session is not None, "provider used before start()"
-        credential = self.next_credential()
-        url = self.models_url()
-        if credential.query:
-            url = url.update_query(credential.query)
-        headers = {**self.config.headers, **credential.header}
+        credential = self.credentials.pick(time.monotonic()) or self.credentials.credentials[0]
+        auth = credential.auth
+        url = self.models_url(path)
+        if auth.query:
+            url = url.update_query(auth.query)
+        headers = {**self.config.headers, **auth.header}
         timeout = aiohttp.ClientTimeout(total=min(DISCOVERY_TIMEOUT_S, self.config.timeout_ms / 1000))
         with map_client_errors(self.name, started=False):
             async with session.get(url, headers=headers, timeout=timeout) as response:
-                if response.status != 200:
-                    raise UpstreamConnectError(f"{self.name}: models endpoint answered {response.status}")
-                payload = orjson.loads(await response.read())
+                return response.status, await response.read()
+
+    async def probe(self, path: str | None) -> None:
+        status, _ = await self._get(path)
+        if status >= 500:
+            raise UpstreamConnectError(f"{self.name}: health check answered {status}")
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        status, body = await self._get(None)
+        if status != 200:
+            raise UpstreamConnectError(f"{self.name}: models endpoint answered {status}")
+        payload = orjson.loads(body)
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
             raise UpstreamConnectError(f"{self.name}: models endpoint did not return an OpenAI list")

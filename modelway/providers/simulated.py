@@ -19,6 +19,7 @@ import orjson
 
 from modelway.config.schema import ProviderConfig, SimulationConfig
 from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse
+from modelway.providers.credentials import Credential
 
 WORDS = (
     "modelway", "routes", "this", "request", "to", "a", "simulated", "backend", "that", "streams",
@@ -74,7 +75,7 @@ class SimulatedProvider(Provider):
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": m, "object": "model", "created": 0, "owned_by": self.name} for m in self.sim.models]
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, request: UpstreamRequest, credential: Credential) -> UpstreamResponse:
         if self.sim.latency_ms:
             await asyncio.sleep(self.sim.latency_ms / 1000)
         if self.sim.failure_rate and self._random.random() < self.sim.failure_rate:

@@ -1,194 +1,165 @@
-"""The attempt loop: choose a deployment, send, and decide what a failure means.
+"""The attempt loop: retries, fallbacks, credential rotation and hedging for one request.
 
 Layers, outermost first (as httpx layers its send path):
-  attempt()          retry/fallback across deployments until one answers or the budget ends
-  RouteChain.next()  the next deployment: highest priority first, untried, then fallbacks
-  try_deployment()   one upstream exchange, up to the first body byte
+  attempt()         keeps up to 1 + routing.retries exchanges going until one answers
+  RouteChain.next() the next deployment: highest priority first, untried, then fallbacks
+  exchange()        one upstream exchange, up to the first body byte
 
-Nothing reaches the client until an answer is returned from here, so every failure inside
-is still retryable.
+Every exchange runs as a task, so a hedge (a second exchange started when the first has
+no response headers after hedge_after_ms) is just another task in the same loop: the
+first to answer wins and the other is cancelled. Nothing reaches the client before this
+returns, so an answer is never duplicated and every failure here is still retryable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-import orjson
-
-from modelway.deployment import Deployment
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, NoHealthyDeployment, UpstreamError
-from modelway.providers.base import UpstreamRequest, UpstreamResponse
-from modelway.proxy.body import set_model
+from modelway.failover.chain import RouteChain, Tried, usable
 from modelway.proxy.context import RequestContext
+from modelway.proxy.exchange import Answer, AttemptRecord, exchange
 from modelway.runtime import ModelRoute
-from modelway.strategies.base import Outcome
+
+__all__ = ["Answer", "attempt", "usable"]
 
 
-@dataclass(slots=True)
-class AttemptRecord:
-    deployment: Deployment
-    status: int | None = None
-    error: str | None = None
+class AttemptLoop:
+    def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
+        self.ctx = ctx
+        self.route = route
+        self.failover = ctx.runtime.failover
+        self.chain = RouteChain(ctx, route)
+        self.max_attempts = 1 + ctx.runtime.config.routing.retries
+        hedge_ms = route.config.hedge_after_ms
+        self.hedge_s: float | None = hedge_ms / 1000 if hedge_ms else None
+        self.tried: Tried = {}
+        self.rekey: set[int] = set()  # deployments whose failure was their key's
+        self.history: list[AttemptRecord] = []
+        self.pending: dict[asyncio.Future[Answer], AttemptRecord] = {}
+        self.failed_answer: Answer | None = None  # a retryable status answer, kept for pass-through
+        self.stop = False  # a failure that must not be retried
 
-    def describe(self) -> str:
-        return f"{self.deployment.name} -> {self.status if self.status is not None else self.error}"
+    def launch(self, hedge: bool = False) -> bool:
+        now = time.monotonic()
+        picked = self.chain.next(self.ctx, self.tried, self.rekey, now)
+        if picked is None:
+            return False
+        route, deployment = picked
+        used = self.tried.setdefault(deployment.index, set())
+        credential = deployment.provider.credentials.pick(now, used)
+        if credential is None:  # raced: the last usable key went away since the filter ran
+            return False
+        used.add(credential.index)
+        self.rekey.discard(deployment.index)
+        record = AttemptRecord(deployment, credential, hedge=hedge)
+        self.history.append(record)
+        self.pending[asyncio.ensure_future(exchange(self.ctx, route, record))] = record
+        return True
 
-
-@dataclass(slots=True)
-class Answer:
-    """An upstream response ready to relay: the body read, or a stream's first chunk pulled."""
-
-    route: ModelRoute
-    deployment: Deployment
-    upstream: UpstreamResponse
-    attempts: int
-    started_at: float
-    body: bytes | None = None
-    first_chunk: bytes = b""
-    rest: AsyncIterator[bytes] | None = None
-    ttft_s: float | None = None
-    finished: bool = field(default=False)
-
-    def finish(self, ok: bool, error: str | None = None) -> None:
-        """Record the outcome once the relay ends (successful, broken or cancelled)."""
-        if self.finished:
-            return
-        self.finished = True
-        self.upstream.close()
-        self.deployment.stats.inflight -= 1
-        self.route.strategy.observe(
-            Outcome(
-                self.deployment,
-                ok,
-                self.upstream.status,
-                error,
-                time.monotonic() - self.started_at,
-                self.ttft_s,
-                self.rest is not None,
-            )
+    def can_retry(self) -> bool:
+        """Another attempt is allowed: attempts left, a candidate left, and budget left."""
+        return (
+            not self.stop
+            and len(self.history) < self.max_attempts
+            and self.chain.has_next(self.tried, self.rekey, time.monotonic())
+            and self.failover.budget.try_retry()
         )
 
+    async def run(self) -> Answer:
+        self.failover.budget.request()
+        if not self.launch():
+            raise self.unavailable()
+        try:
+            while self.pending:
+                hedge_due = self.hedge_s is not None and len(self.pending) == 1
+                done, _ = await asyncio.wait(
+                    self.pending, timeout=self.hedge_s if hedge_due else None, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    self.maybe_hedge()
+                    continue
+                for task in done:
+                    answer = self.settle(task, self.pending.pop(task))
+                    if answer is not None:
+                        return self.won(answer, done)
+                if not self.pending and self.can_retry():
+                    self.launch()
+        finally:
+            for task in self.pending:
+                task.cancel()
+        return self.lost()
 
-class RouteChain:
-    """The model's deployments by priority, then each fallback model's, in order."""
+    def maybe_hedge(self) -> None:
+        self.hedge_s = None  # one hedge per request
+        (record,) = self.pending.values()
+        if record.headers_at is None and self.can_retry():
+            self.launch(hedge=True)
 
-    def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
-        self.routes = [route]
-        models = ctx.runtime.models
-        for name in route.config.fallbacks:
-            fallback = models.get(name)
-            if fallback is not None:
-                self.routes.append(fallback)
-
-    def next(self, ctx: RequestContext, tried: set[int]) -> tuple[ModelRoute, Deployment] | None:
-        for route in self.routes:
-            for group in route.groups:
-                candidates = [d for d in group if d.index not in tried and usable(d)]
-                if candidates:
-                    return route, route.strategy.choose(ctx, candidates)
+    def settle(self, task: asyncio.Future[Answer], record: AttemptRecord) -> Answer | None:
+        """The answer if this exchange won; None when it failed (and was recorded)."""
+        exc = task.exception()
+        deployment = record.deployment
+        if exc is not None:
+            if not isinstance(exc, UpstreamError):
+                raise exc
+            record.error = exc.kind
+            self.failover.error(deployment, exc.kind)
+            if exc.kind not in self.failover.retry_on:
+                self.stop = True
+            return None
+        answer = task.result()
+        status = answer.upstream.status
+        record.status = status
+        if self.failover.status(deployment, record.credential, status, answer.upstream.headers):
+            self.rekey.add(deployment.index)
+        elif status not in self.failover.retry_on:
+            return answer  # a success, or a client error passed through unchanged
+        if self.failed_answer is not None:
+            self.failed_answer.finish(ok=False, error=str(self.failed_answer.upstream.status))
+        self.failed_answer = answer
         return None
 
-    def has_next(self, tried: set[int]) -> bool:
-        return any(
-            d.index not in tried and usable(d) for route in self.routes for group in route.groups for d in group
-        )
+    def won(self, answer: Answer, done: set[asyncio.Future[Answer]]) -> Answer:
+        for task in done:  # a hedge that answered in the same instant loses quietly
+            if not task.cancelled() and task.exception() is None and task.result() is not answer:
+                task.result().finish(ok=True, observe=False)
+        if self.failed_answer is not None:
+            self.failed_answer.finish(ok=False, error=str(self.failed_answer.upstream.status))
+        answer.attempts = len(self.history)
+        return answer
 
+    def lost(self) -> Answer:
+        failed = self.failed_answer
+        if failed is not None and len(self.history) == 1:
+            return failed  # the only attempt's own answer, passed through unchanged
+        if failed is not None:
+            failed.finish(ok=False, error=str(failed.upstream.status))
+        raise self.exhausted()
 
-def usable(deployment: Deployment) -> bool:
-    cap = deployment.max_concurrency
-    return cap is None or deployment.stats.inflight < cap
+    def unavailable(self) -> Exception:
+        headers = {"x-modelway-attempts": "0"}
+        wait = self.chain.soonest_recovery(time.monotonic())
+        if wait is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return NoHealthyDeployment(
+                f"every deployment of model {self.route.name!r} is cooling down; retry in {headers['Retry-After']} s",
+                headers=headers,
+            )
+        return NoHealthyDeployment(f"model {self.route.name!r} has no healthy deployment right now", headers=headers)
+
+    def exhausted(self) -> Exception:
+        history = self.history
+        n = len(history)
+        headers = {"x-modelway-attempts": str(n)}
+        summary = "; ".join(f"#{i} {record.describe()}" for i, record in enumerate(history, 1))
+        attempts = f"{n} attempt{'s' * (n > 1)}"
+        if history[-1].error == "timeout":
+            return GatewayTimeout(f"upstream timed out ({attempts}: {summary})", headers=headers)
+        return AllAttemptsFailed(f"every attempt failed ({attempts}: {summary})", headers=headers)
 
 
 async def attempt(ctx: RequestContext, route: ModelRoute) -> Answer:
-    runtime = ctx.runtime
-    max_attempts = 1 + runtime.config.routing.retries
-    retry_on = runtime.retry_on
-    chain = RouteChain(ctx, route)
-    tried: set[int] = set()
-    history: list[AttemptRecord] = []
-    while len(history) < max_attempts:
-        picked = chain.next(ctx, tried)
-        if picked is None:
-            break
-        chosen_route, deployment = picked
-        tried.add(deployment.index)
-        record = AttemptRecord(deployment)
-        history.append(record)
-        try:
-            answer = await try_deployment(ctx, chosen_route, deployment, len(history))
-        except UpstreamError as exc:
-            record.error = exc.kind
-            if exc.kind not in retry_on:
-                break
-            continue
-        status = answer.upstream.status
-        record.status = status
-        if status in retry_on and len(history) < max_attempts and chain.has_next(tried):
-            answer.finish(ok=False, error=str(status))
-            continue
-        if status in retry_on and len(history) > 1:
-            answer.finish(ok=False, error=str(status))
-            break
-        return answer
-    raise attempts_failed(route, history)
-
-
-def attempts_failed(route: ModelRoute, history: list[AttemptRecord]) -> Exception:
-    count = {"x-modelway-attempts": str(len(history))}
-    if not history:
-        return NoHealthyDeployment(f"model {route.name!r} has no usable deployment right now", headers=count)
-    summary = "; ".join(f"#{i} {record.describe()}" for i, record in enumerate(history, 1))
-    n = len(history)
-    if history[-1].error == "timeout":
-        return GatewayTimeout(f"upstream timed out ({n} attempt{'s' * (n > 1)}: {summary})", headers=count)
-    return AllAttemptsFailed(f"every attempt failed ({n} attempt{'s' * (n > 1)}: {summary})", headers=count)
-
-
-def upstream_body(ctx: RequestContext, deployment: Deployment) -> bytes:
-    target = deployment.upstream_model or ctx.requested_model
-    options = deployment.options
-    if not options and target == ctx.original_model:
-        return ctx.raw_body  # nothing to change: the client's bytes go out as they came
-    payload = {**ctx.payload, **options} if options else ctx.payload
-    return orjson.dumps(set_model(payload, ctx.runtime.mapper.key_path, target))
-
-
-async def try_deployment(ctx: RequestContext, route: ModelRoute, deployment: Deployment, n: int) -> Answer:
-    runtime = ctx.runtime
-    headers = ctx.forward_headers
-    if runtime.selected_provider_header:
-        headers = {**headers, runtime.selected_provider_header: deployment.provider.name}
-    request = UpstreamRequest(
-        path=ctx.upstream_path,
-        client_path=ctx.path,
-        query=ctx.query_string,
-        headers=headers,
-        body=upstream_body(ctx, deployment),
-        stream=ctx.stream,
-    )
-    started = time.monotonic()
-    deployment.stats.inflight += 1
-    try:
-        upstream = await deployment.provider.send(request)
-    except BaseException as exc:
-        deployment.stats.inflight -= 1
-        if isinstance(exc, UpstreamError):
-            route.strategy.observe(
-                Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
-            )
-        raise
-    answer = Answer(route, deployment, upstream, n, started)
-    try:
-        if upstream.is_event_stream and upstream.status < 300:
-            rest = upstream.chunks().__aiter__()
-            answer.rest = rest
-            answer.first_chunk = await anext(rest, b"")
-            answer.ttft_s = time.monotonic() - started
-        else:
-            answer.body = await upstream.read()
-    except BaseException as exc:
-        answer.finish(ok=False, error=exc.kind if isinstance(exc, UpstreamError) else "cancelled")
-        raise
-    return answer
+    return await AttemptLoop(ctx, route).run()

@@ -4,6 +4,7 @@ arrives. Bytes are copied untouched unless `response_model: requested` asks for 
 from __future__ import annotations
 
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
+from modelway.failover.policy import BROKEN_STREAM
 from modelway.proxy.attempts import Answer
 from modelway.proxy.context import RequestContext
 from modelway.proxy.responses import Send, send_bytes, sse_error_event
@@ -56,6 +57,7 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].
         answer.finish(ok=False, error=exc.kind)
+        ctx.runtime.failover.error(answer.deployment, BROKEN_STREAM)
         cls = GatewayTimeout if isinstance(exc, UpstreamTimeout) else AllAttemptsFailed
         error = cls(f"upstream stream from {answer.deployment.name} broke off: {exc.message}",
                     code="stream_broken")

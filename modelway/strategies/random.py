@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,4 +23,5 @@ class WeightedRandom(BaseStrategy):
     def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
         if len(candidates) == 1:
             return candidates[0]
-        return self._random.choices(candidates, weights=[d.weight for d in candidates])[0]
+        now = time.monotonic()
+        return self._random.choices(candidates, weights=[d.effective_weight(now) for d in candidates])[0]

@@ -3,11 +3,13 @@
 Each pick adds every candidate's weight to its current weight, takes the largest,
 and subtracts the total from the winner. Weights 3:1 give a a b a, evenly spread.
 Running it over the current candidates only keeps the spread exact when some are
-filtered out for a while.
+filtered out for a while. Weights are the effective ones: a deployment back from a
+cooldown ramps up (slow start).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,19 +27,21 @@ class SmoothWeighted:
     __slots__ = ("current",)
 
     def __init__(self) -> None:
-        self.current: dict[int, int] = {}
+        self.current: dict[int, float] = {}
 
     def pick(self, candidates: Sequence[Deployment]) -> Deployment:
         if len(candidates) == 1:
             return candidates[0]
+        now = time.monotonic()
         current = self.current
-        total = 0
+        total = 0.0
         best: Deployment | None = None
-        best_weight = 0
+        best_weight = 0.0
         for deployment in candidates:
-            weight = current.get(deployment.index, 0) + deployment.weight
+            effective = deployment.effective_weight(now)
+            weight = current.get(deployment.index, 0) + effective
             current[deployment.index] = weight
-            total += deployment.weight
+            total += effective
             if best is None or weight > best_weight:
                 best, best_weight = deployment, weight
         assert best is not None

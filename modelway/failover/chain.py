@@ -1,0 +1,80 @@
+"""The candidates an attempt picks from, in order: the model's deployments by priority
+(highest first), then each fallback model's. Filters run before any strategy sees a
+candidate: cooldown, active health, usable credentials, the concurrency cap, and
+"not tried yet" (or tried, but with another credential from its pool still unused)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from modelway.deployment import Deployment
+
+if TYPE_CHECKING:
+    from modelway.proxy.context import RequestContext
+    from modelway.runtime import ModelRoute
+
+# deployment index → credential indexes already tried on it
+Tried = dict[int, set[int]]
+
+
+def usable(deployment: Deployment, now: float | None = None) -> bool:
+    """Could this deployment take a request right now?"""
+    if now is None:
+        now = time.monotonic()
+    provider = deployment.provider
+    cap = deployment.max_concurrency
+    return (
+        provider.healthy
+        and not deployment.health.cooling(now)
+        and (cap is None or deployment.stats.inflight < cap)
+        and provider.credentials.has_usable(now)
+    )
+
+
+class RouteChain:
+    def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
+        self.routes = [route]
+        models = ctx.runtime.models
+        for name in route.config.fallbacks:
+            fallback = models.get(name)
+            if fallback is not None:
+                self.routes.append(fallback)
+
+    def _eligible(self, deployment: Deployment, tried: Tried, rekey: set[int], now: float) -> bool:
+        used = tried.get(deployment.index)
+        if used is not None and (
+            deployment.index not in rekey or not deployment.provider.credentials.has_usable(now, used)
+        ):
+            return False  # tried, and no other credential of its pool may be tried
+        return usable(deployment, now)
+
+    def next(
+        self, ctx: RequestContext, tried: Tried, rekey: set[int], now: float
+    ) -> tuple[ModelRoute, Deployment] | None:
+        for route in self.routes:
+            for group in route.groups:
+                candidates = [d for d in group if self._eligible(d, tried, rekey, now)]
+                if candidates:
+                    return route, route.strategy.choose(ctx, candidates)
+        return None
+
+    def has_next(self, tried: Tried, rekey: set[int], now: float) -> bool:
+        return any(
+            self._eligible(d, tried, rekey, now) for route in self.routes for group in route.groups for d in group
+        )
+
+    def soonest_recovery(self, now: float) -> float | None:
+        """Seconds until the first cooling deployment (or key) of the chain recovers."""
+        times = []
+        for route in self.routes:
+            for deployment in route.deployments:
+                if not deployment.provider.healthy:
+                    continue
+                if deployment.health.cooled_until > now:
+                    times.append(deployment.health.cooled_until)
+                else:
+                    key_at = deployment.provider.credentials.soonest_usable_at()
+                    if key_at is not None and key_at > now:
+                        times.append(key_at)
+        return min(times) - now if times else None

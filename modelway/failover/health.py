@@ -1,0 +1,101 @@
+"""Passive health: cooldowns and slow start, per deployment.
+
+A deployment that fails `cooldown.failures` times (failures of a retry_on class, or a
+stream that broke) within `window_s` is skipped for `cooldown_s`. An upstream Retry-After
+on 429/503 cools it for exactly that long. Cooling again extends and never shortens.
+When a cooldown ends, the deployment's weight ramps up over SLOW_START_S rather than
+taking a full share at once (nginx's slow_start idea).
+
+The records live behind `HealthState`; this module's `MemoryHealth` keeps them in the
+process. Reads on the request path are plain attribute reads on the record.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modelway.config.schema import CooldownConfig
+
+SLOW_START_S = 10.0
+SLOW_START_FLOOR = 0.1  # a recovering deployment starts at a tenth of its weight
+MAX_RETRY_AFTER_S = 3600.0
+
+
+@dataclass(slots=True)
+class HealthRecord:
+    failures: deque[float] = field(default_factory=deque)
+    cooled_until: float = 0.0  # monotonic time; 0: never cooled
+    ramp_until: float = 0.0  # slow start ends here
+
+    def cooling(self, now: float) -> bool:
+        return self.cooled_until > now
+
+    def weight_factor(self, now: float) -> float:
+        if self.ramp_until <= now:
+            return 1.0
+        ramp_start = self.ramp_until - SLOW_START_S
+        if now <= ramp_start:
+            return SLOW_START_FLOOR
+        return max(SLOW_START_FLOOR, (now - ramp_start) / SLOW_START_S)
+
+
+class HealthState(Protocol):
+    def record(self, key: str) -> HealthRecord: ...
+
+    def failure(self, record: HealthRecord, now: float) -> bool: ...
+
+    def cool(self, record: HealthRecord, until: float) -> None: ...
+
+
+class MemoryHealth:
+    def __init__(self, config: CooldownConfig) -> None:
+        self.threshold = config.failures
+        self.window_s = config.window_s
+        self.cooldown_s = config.cooldown_s
+        self._records: dict[str, HealthRecord] = {}
+
+    def record(self, key: str) -> HealthRecord:
+        found = self._records.get(key)
+        if found is None:
+            found = self._records[key] = HealthRecord()
+        return found
+
+    def failure(self, record: HealthRecord, now: float) -> bool:
+        """Count one failure; True when it put the deployment in cooldown."""
+        failures = record.failures
+        failures.append(now)
+        horizon = now - self.window_s
+        while failures and failures[0] < horizon:
+            failures.popleft()
+        if len(failures) >= self.threshold and self.cooldown_s > 0:
+            failures.clear()
+            self.cool(record, now + self.cooldown_s)
+            return True
+        return False
+
+    def cool(self, record: HealthRecord, until: float) -> None:
+        if until > record.cooled_until:
+            record.cooled_until = until
+            record.ramp_until = until + SLOW_START_S
+
+
+def parse_retry_after(value: str | None, now_wall: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now_wall is None else now_wall)
+    if seconds != seconds or seconds <= 0:  # NaN or past
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)

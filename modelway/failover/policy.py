@@ -1,0 +1,63 @@
+"""What a failed attempt means for the deployment and its credential, in one place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from modelway.config.schema import RoutingConfig
+from modelway.deployment import Deployment
+from modelway.failover.budget import RetryBudget
+from modelway.failover.health import MemoryHealth, parse_retry_after
+from modelway.providers.credentials import Credential
+
+KEY_STATUSES = frozenset({401, 403})  # the key is bad: disable it
+# Always a failure of the deployment, though not a retry_on class (it is never retried).
+BROKEN_STREAM = "broken_stream"
+
+
+def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class Failover:
+    def __init__(self, routing: RoutingConfig) -> None:
+        self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
+        self.health = MemoryHealth(routing.cooldown)
+        self.budget = RetryBudget()
+        self.cooldown_s = routing.cooldown.cooldown_s
+
+    def error(self, deployment: Deployment, kind: str, now: float | None = None) -> None:
+        """A connection error, timeout or broken stream on this deployment."""
+        if kind in self.retry_on or kind == BROKEN_STREAM:
+            self.health.failure(deployment.health, time.monotonic() if now is None else now)
+
+    def status(
+        self,
+        deployment: Deployment,
+        credential: Credential,
+        status: int,
+        headers: Sequence[tuple[bytes, bytes]],
+        now: float | None = None,
+    ) -> bool:
+        """Record an upstream answer's status. True when another credential of the same
+        deployment may be tried (the failure was the key's, not the deployment's)."""
+        if status < 400:
+            return False
+        now = time.monotonic() if now is None else now
+        pool = deployment.provider.credentials
+        if pool.pooled and status in KEY_STATUSES:
+            pool.disable(credential, status)
+            return True
+        retry_after = parse_retry_after(header(headers, b"retry-after")) if status in (429, 503) else None
+        if pool.pooled and status == 429:
+            pool.cool(credential, now + (retry_after if retry_after is not None else self.cooldown_s))
+            return True
+        if retry_after is not None:
+            self.health.cool(deployment.health, now + retry_after)
+        if status in self.retry_on:
+            self.health.failure(deployment.health, now)
+        return False

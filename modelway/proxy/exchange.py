@@ -1,0 +1,122 @@
+"""One upstream exchange: send the request to one deployment with one credential, and
+wait for the answer up to its first body byte (a stream's first chunk, or a whole
+non-stream body). Nothing has reached the client yet, so any failure here is retryable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from modelway.deployment import Deployment
+from modelway.errors import UpstreamError
+from modelway.providers.base import UpstreamRequest, UpstreamResponse
+from modelway.providers.credentials import Credential
+from modelway.proxy.body import set_model
+from modelway.proxy.context import RequestContext
+from modelway.runtime import ModelRoute
+from modelway.strategies.base import Outcome
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    deployment: Deployment
+    credential: Credential
+    hedge: bool = False
+    status: int | None = None
+    error: str | None = None
+    headers_at: float | None = None  # when the upstream's response headers arrived
+
+    def describe(self) -> str:
+        key = f" key#{self.credential.index}" if self.deployment.provider.credentials.pooled else ""
+        result = self.status if self.status is not None else self.error
+        return f"{self.deployment.name}{key}{' (hedge)' if self.hedge else ''} -> {result}"
+
+
+@dataclass(slots=True)
+class Answer:
+    """An upstream response ready to relay: the body read, or a stream's first chunk pulled."""
+
+    route: ModelRoute
+    deployment: Deployment
+    upstream: UpstreamResponse
+    started_at: float
+    attempts: int = 1
+    body: bytes | None = None
+    first_chunk: bytes = b""
+    rest: AsyncIterator[bytes] | None = None
+    ttft_s: float | None = None
+    finished: bool = field(default=False)
+
+    def finish(self, ok: bool, error: str | None = None, observe: bool = True) -> None:
+        """Release the upstream and account for the outcome, once (the relay ended, broke,
+        was cancelled, or the answer was discarded for a retry or a faster hedge)."""
+        if self.finished:
+            return
+        self.finished = True
+        self.upstream.close()
+        self.deployment.stats.inflight -= 1
+        if observe:
+            self.route.strategy.observe(
+                Outcome(
+                    self.deployment,
+                    ok,
+                    self.upstream.status,
+                    error,
+                    time.monotonic() - self.started_at,
+                    self.ttft_s,
+                    self.rest is not None,
+                )
+            )
+
+
+def upstream_body(ctx: RequestContext, deployment: Deployment) -> bytes:
+    target = deployment.upstream_model or ctx.requested_model
+    options = deployment.options
+    if not options and target == ctx.original_model:
+        return ctx.raw_body  # nothing to change: the client's bytes go out as they came
+    payload = {**ctx.payload, **options} if options else ctx.payload
+    return orjson.dumps(set_model(payload, ctx.runtime.mapper.key_path, target))
+
+
+async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord) -> Answer:
+    runtime = ctx.runtime
+    deployment = record.deployment
+    headers = ctx.forward_headers
+    if runtime.selected_provider_header:
+        headers = {**headers, runtime.selected_provider_header: deployment.provider.name}
+    request = UpstreamRequest(
+        path=ctx.upstream_path,
+        client_path=ctx.path,
+        query=ctx.query_string,
+        headers=headers,
+        body=upstream_body(ctx, deployment),
+        stream=ctx.stream,
+    )
+    started = time.monotonic()
+    deployment.stats.inflight += 1
+    try:
+        upstream = await deployment.provider.send(request, record.credential)
+    except BaseException as exc:
+        deployment.stats.inflight -= 1
+        if isinstance(exc, UpstreamError):
+            route.strategy.observe(
+                Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
+            )
+        raise
+    record.headers_at = time.monotonic()
+    answer = Answer(route, deployment, upstream, started)
+    try:
+        if upstream.is_event_stream and upstream.status < 300:
+            rest = upstream.chunks().__aiter__()
+            answer.rest = rest
+            answer.first_chunk = await anext(rest, b"")
+            answer.ttft_s = time.monotonic() - started
+        else:
+            answer.body = await upstream.read()
+    except BaseException as exc:
+        answer.finish(ok=False, error=exc.kind if isinstance(exc, UpstreamError) else "cancelled")
+        raise
+    return answer
