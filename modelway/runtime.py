@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from modelway.config.schema import Config, DeploymentConfig, ModelConfig
 from modelway.deployment import Deployment
 from modelway.discovery import Discovery
+from modelway.failover.budget import RetryBudget
 from modelway.failover.chain import usable
 from modelway.failover.policy import Failover
 from modelway.failover.probe import HealthProber
@@ -42,6 +43,7 @@ class ModelRoute:
     deployments: list[Deployment]
     strategy: Strategy
     groups: list[list[Deployment]] = field(default_factory=list)
+    budget: RetryBudget = field(default_factory=RetryBudget)  # per public model, as Envoy's is per cluster
 
     def __post_init__(self) -> None:
         priorities = sorted({d.priority for d in self.deployments}, reverse=True)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from modelway.config.schema import RoutingConfig
 from modelway.deployment import Deployment
-from modelway.failover.budget import RetryBudget
 from modelway.failover.health import MemoryHealth, parse_retry_after
 from modelway.providers.credentials import Credential
 
@@ -27,7 +26,6 @@ class Failover:
     def __init__(self, routing: RoutingConfig) -> None:
         self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
         self.health = MemoryHealth(routing.cooldown)
-        self.budget = RetryBudget()
         self.cooldown_s = routing.cooldown.cooldown_s
 
     def error(self, deployment: Deployment, kind: str, now: float | None = None) -> None:

@@ -65,11 +65,11 @@ class AttemptLoop:
             not self.stop
             and len(self.history) < self.max_attempts
             and self.chain.has_next(self.tried, self.rekey, time.monotonic())
-            and self.failover.budget.try_retry()
+            and self.route.budget.try_retry()
         )
 
     async def run(self) -> Answer:
-        self.failover.budget.request()
+        self.route.budget.request()
         if not self.launch():
             raise self.unavailable()
         try:

@@ -36,6 +36,7 @@ class Behaviour:
     retry_after: str | None = None
     error_body: dict[str, Any] | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    token_status: dict[str, int] = field(default_factory=dict)  # Authorization value → status
 
 
 class Upstream:
@@ -115,14 +116,15 @@ class Upstream:
                 assert request.transport is not None
                 request.transport.abort()
                 return web.Response()
-            if behaviour.status != 200:
+            status = behaviour.token_status.get(request.headers.get("Authorization", ""), behaviour.status)
+            if status != 200:
                 headers = dict(behaviour.extra_headers)
                 if behaviour.retry_after:
                     headers["Retry-After"] = behaviour.retry_after
                 error = behaviour.error_body or {
-                    "error": {"message": f"{self.name} says {behaviour.status}", "type": "upstream", "code": None}
+                    "error": {"message": f"{self.name} says {status}", "type": "upstream", "code": None}
                 }
-                return web.json_response(error, status=behaviour.status, headers=headers)
+                return web.json_response(error, status=status, headers=headers)
             model = body.get("model") if isinstance(body, dict) else None
             if request.path.endswith("/embeddings"):
                 return web.json_response(
