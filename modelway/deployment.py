@@ -17,6 +17,7 @@ class DeploymentStats:
 
     inflight: int = 0
     ewma_latency_s: float | None = None
+    quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
 
 
 @dataclass(eq=False, slots=True)

@@ -1,7 +1,9 @@
 """The candidates an attempt picks from, in order: the model's deployments by priority
 (highest first), then each fallback model's. Filters run before any strategy sees a
 candidate: cooldown, active health, usable credentials, the concurrency cap, and
-"not tried yet" (or tried, but with another credential from its pool still unused)."""
+"not tried yet" (or tried, but with another credential from its pool still unused).
+Deployments whose upstream reported a nearly used-up rate limit are offered only when
+nothing else of their priority is."""
 
 from __future__ import annotations
 
@@ -56,6 +58,10 @@ class RouteChain:
             for group in route.groups:
                 candidates = [d for d in group if self._eligible(d, tried, rekey, now)]
                 if candidates:
+                    if len(candidates) > 1:
+                        # Deployments near their upstream rate limit go last, not out.
+                        roomy = [d for d in candidates if d.stats.quota_low_until <= now]
+                        candidates = roomy or candidates
                     return route, route.strategy.choose(ctx, candidates)
         return None
 

@@ -12,6 +12,7 @@ import orjson
 
 from modelway.deployment import Deployment
 from modelway.errors import UpstreamError
+from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
 from modelway.proxy.body import set_model
@@ -106,7 +107,10 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
                 Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
             )
         raise
-    record.headers_at = time.monotonic()
+    record.headers_at = now = time.monotonic()
+    low = low_until(upstream.headers, now)
+    if low is not None:
+        deployment.stats.quota_low_until = low
     answer = Answer(route, deployment, upstream, started)
     try:
         if upstream.is_event_stream and upstream.status < 300:

@@ -60,6 +60,7 @@ def gateway(upstream_a: Upstream, upstream_b: Upstream, upstream_c: Upstream) ->
                 {"provider": "a", "model": "backup", "priority": 0},
             ),
             model("cool", {"provider": "a", "model": "cool-a"}, {"provider": "b", "model": "cool-b"}),
+            model("quota", {"provider": "a", "model": "q-a"}, {"provider": "b", "model": "q-b"}),
             model("cool-again", {"provider": "a", "model": "ca-a"}, {"provider": "b", "model": "ca-b"}),
             model("retry-after", {"provider": "a", "model": "ra-a"}, {"provider": "b", "model": "ra-b"}),
             model("all-cool", {"provider": "a", "model": "x"}),
@@ -316,3 +317,18 @@ def test_consistent_hash_sticks_per_session(gateway: Gateway) -> None:
             seen.setdefault(f"user-{session}", set()).add(reply.headers["x-modelway-provider"])
     assert all(len(providers) == 1 for providers in seen.values())
     assert len(set().union(*seen.values())) >= 2  # sessions spread over deployments
+
+
+def test_deployment_near_its_rate_limit_is_deprioritised(
+    gateway: Gateway, upstream_a: Upstream, upstream_b: Upstream
+) -> None:
+    upstream_a.reset(
+        Behaviour(extra_headers={"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "1",
+                                 "x-ratelimit-reset-requests": "2s"})
+    )
+    providers = [chat(gateway, "quota").headers["x-modelway-provider"] for _ in range(10)]
+    assert providers.count("a") == 1  # once to learn it is nearly out, then b until the reset
+    time.sleep(2.1)
+    upstream_a.reset()
+    providers = [chat(gateway, "quota").headers["x-modelway-provider"] for _ in range(10)]
+    assert providers.count("a") >= 4

@@ -92,3 +92,22 @@ def test_single_auth_is_not_a_pool() -> None:
     keys = CredentialPool("p", ProviderAuth(header={"Authorization": "Bearer only"}), [])
     assert not keys.pooled
     assert keys.pick(0.0) is keys.pick(0.0)
+
+
+def test_quota_headers_mark_a_deployment_low_until_reset() -> None:
+    from modelway.failover.quota import low_until, parse_reset
+
+    roomy = [(b"x-ratelimit-limit-requests", b"100"), (b"x-ratelimit-remaining-requests", b"50")]
+    assert low_until(roomy, 0.0) is None
+    nearly = [
+        (b"X-RateLimit-Limit-Requests", b"100"),
+        (b"X-RateLimit-Remaining-Requests", b"2"),
+        (b"X-RateLimit-Reset-Requests", b"6m0s"),
+    ]
+    assert low_until(nearly, 10.0) == 10.0 + 120.0  # capped
+    tokens = [(b"x-ratelimit-limit-tokens", b"10000"), (b"x-ratelimit-remaining-tokens", b"100"),
+              (b"x-ratelimit-reset-tokens", b"1.5s")]
+    assert low_until(tokens, 0.0) == 1.5
+    assert low_until([(b"content-type", b"application/json")], 0.0) is None
+    assert parse_reset("20ms") == 0.02
+    assert parse_reset("2") == 2.0
