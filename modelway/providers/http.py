@@ -113,6 +113,7 @@ class HttpProvider(Provider):
             connector=connector,
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            cookie_jar=aiohttp.DummyCookieJar(),  # a gateway keeps no cookies; skips per-request jar work
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
 

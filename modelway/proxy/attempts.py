@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterable
 
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, NoHealthyDeployment, UpstreamError
 from modelway.failover.chain import RouteChain, Tried, usable
@@ -42,20 +43,27 @@ class AttemptLoop:
         self.failed_answer: Answer | None = None  # a retryable status answer, kept for pass-through
         self.stop = False  # a failure that must not be retried
 
-    def launch(self, hedge: bool = False) -> bool:
+    def pick(self, hedge: bool = False) -> tuple[ModelRoute, AttemptRecord] | None:
         now = time.monotonic()
         picked = self.chain.next(self.ctx, self.tried, self.rekey, now)
         if picked is None:
-            return False
+            return None
         route, deployment = picked
         used = self.tried.setdefault(deployment.index, set())
         credential = deployment.provider.credentials.pick(now, used)
         if credential is None:  # raced: the last usable key went away since the filter ran
-            return False
+            return None
         used.add(credential.index)
         self.rekey.discard(deployment.index)
         record = AttemptRecord(deployment, credential, hedge=hedge)
         self.history.append(record)
+        return route, record
+
+    def launch(self, hedge: bool = False) -> bool:
+        picked = self.pick(hedge)
+        if picked is None:
+            return False
+        route, record = picked
         self.pending[asyncio.ensure_future(exchange(self.ctx, route, record))] = record
         return True
 
@@ -70,6 +78,8 @@ class AttemptLoop:
 
     async def run(self) -> Answer:
         self.route.budget.request()
+        if self.hedge_s is None:
+            return await self.run_in_turn()
         if not self.launch():
             raise self.unavailable()
         try:
@@ -82,7 +92,11 @@ class AttemptLoop:
                     self.maybe_hedge()
                     continue
                 for task in done:
-                    answer = self.settle(task, self.pending.pop(task))
+                    record = self.pending.pop(task)
+                    exc = task.exception()
+                    if exc is not None and not isinstance(exc, UpstreamError):
+                        raise exc
+                    answer = self.settle(record, exc or task.result())
                     if answer is not None:
                         return self.won(answer, done)
                 if not self.pending and self.can_retry():
@@ -92,25 +106,38 @@ class AttemptLoop:
                 task.cancel()
         return self.lost()
 
+    async def run_in_turn(self) -> Answer:
+        """Without hedging, one exchange at a time, awaited in this task: no task per attempt."""
+        picked = self.pick()
+        if picked is None:
+            raise self.unavailable()
+        while True:
+            route, record = picked
+            try:
+                answer = self.settle(record, await exchange(self.ctx, route, record))
+            except UpstreamError as exc:
+                answer = self.settle(record, exc)
+            if answer is not None:
+                return self.won(answer, ())
+            if not self.can_retry() or (picked := self.pick()) is None:
+                return self.lost()
+
     def maybe_hedge(self) -> None:
         self.hedge_s = None  # one hedge per request
         (record,) = self.pending.values()
         if record.headers_at is None and self.can_retry():
             self.launch(hedge=True)
 
-    def settle(self, task: asyncio.Future[Answer], record: AttemptRecord) -> Answer | None:
+    def settle(self, record: AttemptRecord, result: Answer | UpstreamError) -> Answer | None:
         """The answer if this exchange won; None when it failed (and was recorded)."""
-        exc = task.exception()
         deployment = record.deployment
-        if exc is not None:
-            if not isinstance(exc, UpstreamError):
-                raise exc
-            record.error = exc.kind
-            self.failover.error(deployment, exc.kind)
-            if exc.kind not in self.failover.retry_on:
+        if isinstance(result, UpstreamError):
+            record.error = result.kind
+            self.failover.error(deployment, result.kind)
+            if result.kind not in self.failover.retry_on:
                 self.stop = True
             return None
-        answer = task.result()
+        answer = result
         status = answer.upstream.status
         record.status = status
         if self.failover.status(deployment, record.credential, status, answer.upstream.headers):
@@ -122,7 +149,7 @@ class AttemptLoop:
         self.failed_answer = answer
         return None
 
-    def won(self, answer: Answer, done: set[asyncio.Future[Answer]]) -> Answer:
+    def won(self, answer: Answer, done: Iterable[asyncio.Future[Answer]]) -> Answer:
         for task in done:  # a hedge that answered in the same instant loses quietly
             if not task.cancelled() and task.exception() is None and task.result() is not answer:
                 task.result().finish(ok=True, observe=False)

@@ -11,6 +11,7 @@ client disconnects, so the upstream request is abandoned at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 from modelway.errors import BadRequest, GatewayError, NotFound
@@ -130,23 +131,33 @@ async def resolve_route(ctx: RequestContext) -> ModelRoute:
     return route
 
 
-async def run_until_disconnect(work: Any, receive: Receive) -> None:
-    """Run `work`, cancelling it as soon as the client disconnects."""
-    task = asyncio.ensure_future(work)
+async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> None:
+    """Run `work` in this task, cancelling it as soon as the client disconnects.
+
+    One watcher task waits on `receive()`; uvicorn answers it with http.disconnect when the
+    client goes away, or once our response is complete — by then `finished` is set, and
+    the watcher is cancelled before it can run, as nothing awaits after the last send.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"finished": False, "disconnected": False}
 
     async def watch() -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                task.cancel()
+                if not state["finished"]:
+                    state["disconnected"] = True
+                    task.cancel()
                 return
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task,))
+        await work
+    except asyncio.CancelledError:
+        if not state["disconnected"]:
+            raise
+        task.uncancel()  # the client left: nothing to answer, nothing to propagate
     finally:
+        state["finished"] = True
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if not task.cancelled():
-        task.result()
