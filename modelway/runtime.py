@@ -16,6 +16,7 @@ from modelway.config.schema import Config, DeploymentConfig, ModelConfig
 from modelway.deployment import Deployment
 from modelway.discovery import Discovery
 from modelway.importing import resolve
+from modelway.loadmetrics import build_source
 from modelway.mapping import ModelMapper
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
@@ -65,6 +66,7 @@ class Runtime:
         self._discovered_routes: dict[tuple[str, tuple[str, ...]], ModelRoute] = {}
         # least_load reads snapshot() of this; a metrics source (Redis, Prometheus) sets it.
         self.load_metrics: MetricsSnapshot | None = None
+        self.metrics_source = build_source(config)  # started in start(): fills load_metrics
 
     def _build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]
@@ -90,10 +92,15 @@ class Runtime:
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
+        if self.metrics_source is not None:
+            await self.metrics_source.start()
+            self.load_metrics = self.metrics_source
 
     async def close(self) -> None:
         for provider in self.providers.values():
             await provider.close()
+        if self.metrics_source is not None:
+            await self.metrics_source.close()
 
     async def discovered_route(self, name: str) -> ModelRoute | None:
         """A route for a model only a discovering provider knows, served by its own name."""
