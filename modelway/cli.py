@@ -32,16 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         "simulate", help="replay a workload against simulated backends through the real strategies"
     )
     simulate.add_argument("--scenario", default="hetero", help="hetero (default) | degrade")
-    simulate.add_argument(
-        "--utilisation", help="comma-separated shares of fleet capacity (default 0.5,0.8,0.95; a trace: as recorded)"
-    )
-    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same results")
-    simulate.add_argument("--requests", type=int, default=50_000, help="generated requests per run (default 50000)")
-    simulate.add_argument("--trace", help="JSONL trace: t, prompt_tokens, output_tokens[, model, session] per line")
+    simulate.add_argument("--utilisation", help="shares of fleet capacity, e.g. 0.5,0.8,0.95 (the default)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same run")
+    simulate.add_argument("--requests", type=int, default=50000, help="requests per run (default 50000)")
+    simulate.add_argument("--trace", help="JSONL: t, prompt_tokens, output_tokens[, model, session] per line")
     simulate.add_argument("--strategies", help="comma-separated strategy names (default: the load-aware set)")
     simulate.add_argument("--no-oracle", action="store_true", help="leave out the clairvoyant oracle")
-    simulate.add_argument("--refresh-ms", type=int, default=500, help="load-metrics refresh period (default 500)")
-    simulate.add_argument("--plot", default="modelway-simulate.png", help="PNG path (default modelway-simulate.png)")
+    simulate.add_argument("--refresh-ms", type=int, default=500, help="load-metrics refresh (default 500)")
+    simulate.add_argument("--plot", default="modelway-simulate.png", help="PNG path (default %(default)s)")
     simulate.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     simulate.add_argument("--json", help="also write the results as JSON to this path")
 
