@@ -28,6 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--config", required=True)
     models.add_argument("--discover", action="store_true", help="also ask each provider for its models")
 
+    simulate = commands.add_parser(
+        "simulate", help="replay a workload against simulated backends through the real strategies"
+    )
+    simulate.add_argument("--scenario", default="hetero", help="hetero (default) | degrade")
+    simulate.add_argument("--utilisation", help="shares of fleet capacity, e.g. 0.5,0.8,0.95 (the default)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same run")
+    simulate.add_argument("--requests", type=int, default=50000, help="requests per run (default 50000)")
+    simulate.add_argument("--trace", help="JSONL: t, prompt_tokens, output_tokens[, model, session] per line")
+    simulate.add_argument("--strategies", help="comma-separated strategy names (default: the load-aware set)")
+    simulate.add_argument("--no-oracle", action="store_true", help="leave out the clairvoyant oracle")
+    simulate.add_argument("--refresh-ms", type=int, default=500, help="load-metrics refresh (default 500)")
+    simulate.add_argument("--plot", default="modelway-simulate.png", help="PNG path (default %(default)s)")
+    simulate.add_argument("--no-plot", action="store_true", help="do not draw the plot")
+    simulate.add_argument("--json", help="also write the results as JSON to this path")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -40,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return check_config(args.config)
+        if args.command == "simulate":
+            return run_simulation(args)
         return print_models(args.config, args.discover)
     except ConfigError as exc:
         print_config_errors(exc)
@@ -67,6 +84,40 @@ def print_models(path: str, discover: bool) -> int:
 
     config = load_config(path)
     print(asyncio.run(describe_models(config, discover)))
+    return 0
+
+
+def run_simulation(args: argparse.Namespace) -> int:
+    from modelway.simulate.run import DEFAULT_STRATEGIES, Options, SimulateError, run
+
+    try:
+        utilisations = [float(u) for u in args.utilisation.split(",")] if args.utilisation else None
+    except ValueError:
+        print(f"--utilisation: expected numbers like 0.5,0.8, got {args.utilisation!r}", file=sys.stderr)
+        return 2
+    if utilisations is not None and not all(0 < u < 5 for u in utilisations):
+        print("--utilisation: each value must be above 0 (1.0 = the fleet's full capacity)", file=sys.stderr)
+        return 2
+    if args.requests < 100:
+        print("--requests: at least 100", file=sys.stderr)
+        return 2
+    options = Options(
+        scenario=args.scenario,
+        utilisations=utilisations,
+        seed=args.seed,
+        requests=args.requests,
+        trace=args.trace,
+        strategies=args.strategies.split(",") if args.strategies else list(DEFAULT_STRATEGIES),
+        oracle=not args.no_oracle,
+        refresh_ms=args.refresh_ms,
+        plot=None if args.no_plot else args.plot,
+        json_path=args.json,
+    )
+    try:
+        run(options)
+    except (SimulateError, OSError) as exc:
+        print(f"modelway simulate: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

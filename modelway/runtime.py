@@ -20,6 +20,7 @@ from modelway.failover.chain import usable
 from modelway.failover.policy import Failover
 from modelway.failover.probe import HealthProber
 from modelway.importing import resolve
+from modelway.loadmetrics import build_source
 from modelway.mapping import ModelMapper
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
@@ -73,6 +74,7 @@ class Runtime:
         self._discovered_routes: dict[tuple[str, tuple[str, ...]], ModelRoute] = {}
         # least_load reads snapshot() of this; a metrics source (Redis, Prometheus) sets it.
         self.load_metrics: MetricsSnapshot | None = None
+        self.metrics_source = build_source(config)  # started in start(): fills load_metrics
 
     def _build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]
@@ -101,11 +103,16 @@ class Runtime:
         for provider in self.providers.values():
             await provider.start()
         self.prober.start()
+        if self.metrics_source is not None:
+            await self.metrics_source.start()
+            self.load_metrics = self.metrics_source
 
     async def close(self) -> None:
         await self.prober.stop()
         for provider in self.providers.values():
             await provider.close()
+        if self.metrics_source is not None:
+            await self.metrics_source.close()
 
     def healthy_deployments(self) -> int:
         return sum(1 for route in self.models.values() for d in route.deployments if usable(d))

@@ -9,4 +9,5 @@ STRATEGIES: dict[str, str] = {
     "latency": "modelway.strategies.latency:Latency",
     "least_load": "modelway.strategies.least_load:LeastLoad",
     "cost": "modelway.strategies.cost:Cheapest",
+    "expected_delay": "modelway.strategies.expected_delay:ExpectedDelay",
 }

@@ -6,7 +6,9 @@ narrowed `candidates` to the usable ones of one priority group, never empty.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -34,11 +36,17 @@ class Strategy(Protocol):
 
 
 class BaseStrategy:
-    """Holds what every strategy is built from; `observe` does nothing by default."""
+    """Holds what every strategy is built from; `observe` does nothing by default.
+
+    `clock` (seconds, monotonic) and `rng` are the strategy's only sources of time and
+    chance, so `modelway simulate` can run it in virtual time with a seed.
+    """
 
     def __init__(self, model: ModelConfig, deployments: Sequence[Deployment]) -> None:
         self.model = model
         self.deployments = list(deployments)
+        self.clock: Callable[[], float] = time.monotonic
+        self.rng = random.Random()
 
     def observe(self, outcome: Outcome) -> None:
         return None

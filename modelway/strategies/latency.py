@@ -1,15 +1,15 @@
 """Lowest recent latency: an EWMA per deployment of time to first byte for streams and
-of total time otherwise.
+of total time otherwise (two separate averages: a request is compared on its own kind).
 
-Exploration keeps the estimate honest: a deployment never measured, or not measured for
-STALE_AFTER_S, is tried first, and a small share of picks goes to a random other
-candidate so one that was slow and has recovered gets traffic again.
+Exploration keeps the estimates honest:
+  * a deployment never measured, or not measured for STALE_AFTER_S, gets one probe
+    request (then waits for its answer or for the next STALE_AFTER_S, whichever first);
+  * EXPLORE_RATE of the other picks go to a random other candidate,
+so a deployment that was slow and has recovered gets traffic again.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -31,33 +31,35 @@ class Latency(BaseStrategy):
     def __init__(self, model: ModelConfig, deployments: Sequence[Deployment]) -> None:
         super().__init__(model, deployments)
         self._wrr = SmoothWeighted()
-        self._ewma: dict[int, float] = {}
-        self._seen_at: dict[int, float] = {}
-        self._random = random.Random()
+        self._ewma: dict[tuple[int, bool], float] = {}  # (deployment index, stream) -> seconds
+        self._fresh_until: dict[tuple[int, bool], float] = {}  # measured or probed until then
 
     def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
         if len(candidates) == 1:
             return candidates[0]
-        now = time.monotonic()
-        unmeasured = [
-            d for d in candidates if now - self._seen_at.get(d.index, -STALE_AFTER_S - 1) > STALE_AFTER_S
-        ]
-        if unmeasured:
-            return self._wrr.pick(unmeasured)
-        best = min(candidates, key=lambda d: self._ewma[d.index])
-        if self._random.random() < EXPLORE_RATE:
-            others = [d for d in candidates if d is not best]
-            return self._random.choice(others)
+        stream = bool(getattr(ctx, "stream", False))
+        now = self.clock()
+        stale = [d for d in candidates if self._fresh_until.get((d.index, stream), -1.0) < now]
+        if stale:
+            probe = self._wrr.pick(stale)
+            self._fresh_until[(probe.index, stream)] = now + STALE_AFTER_S
+            return probe
+        measured = [d for d in candidates if (d.index, stream) in self._ewma]
+        if not measured:  # only probes in flight so far
+            return self._wrr.pick(candidates)
+        best = min(measured, key=lambda d: self._ewma[(d.index, stream)])
+        if self.rng.random() < EXPLORE_RATE:
+            return self.rng.choice([d for d in candidates if d is not best])
         return best
 
     def observe(self, outcome: Outcome) -> None:
-        index = outcome.deployment.index
+        key = (outcome.deployment.index, outcome.stream)
         if outcome.ok:
             sample = outcome.ttft_s if outcome.stream and outcome.ttft_s is not None else outcome.duration_s
         else:
             sample = max(outcome.duration_s, FAILURE_PENALTY_S)
-        previous = self._ewma.get(index)
+        previous = self._ewma.get(key)
         value = sample if previous is None else ALPHA * sample + (1 - ALPHA) * previous
-        self._ewma[index] = value
-        self._seen_at[index] = time.monotonic()
+        self._ewma[key] = value
+        self._fresh_until[key] = self.clock() + STALE_AFTER_S
         outcome.deployment.stats.ewma_latency_s = value

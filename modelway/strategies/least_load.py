@@ -1,13 +1,16 @@
 """Lowest external load metric (Higress ai-load-balancer style).
 
 The metric values arrive as a snapshot on the request context (refreshed in the
-background by the metrics source, never fetched here). Deployments with a metric rank
-before those without; ties, and no metrics at all, go by smooth WRR.
+background by a metrics source, `modelway.loadmetrics`, never fetched here). A
+deployment's value is the snapshot's entry for its `metric_key` (source redis), else
+for `provider:<provider name>` (source prometheus, scraped from the provider's
+metrics_url). The lowest value wins; ties go by smooth WRR. Deployments with a value
+rank before those without; no values at all (Redis down or empty): smooth WRR.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from modelway.strategies.base import BaseStrategy
@@ -18,6 +21,21 @@ if TYPE_CHECKING:
     from modelway.deployment import Deployment
     from modelway.proxy.context import RequestContext
 
+PROVIDER_KEY_PREFIX = "provider:"
+
+
+def provider_key(provider_name: str) -> str:
+    """The snapshot key under which a provider-wide metric (Prometheus scrape) is published."""
+    return PROVIDER_KEY_PREFIX + provider_name
+
+
+def load_of(metrics: Mapping[str, float], deployment: Deployment) -> float | None:
+    if deployment.metric_key is not None:
+        value = metrics.get(deployment.metric_key)
+        if value is not None:
+            return value
+    return metrics.get(PROVIDER_KEY_PREFIX + deployment.provider.name)
+
 
 class LeastLoad(BaseStrategy):
     def __init__(self, model: ModelConfig, deployments: Sequence[Deployment]) -> None:
@@ -26,10 +44,16 @@ class LeastLoad(BaseStrategy):
 
     def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
         metrics = ctx.load_metrics()
-        scored = [
-            (metrics[d.metric_key], d) for d in candidates if d.metric_key is not None and d.metric_key in metrics
-        ]
-        if not scored:
+        if not metrics:
             return self._wrr.pick(candidates)
-        lowest = min(score for score, _ in scored)
-        return self._wrr.pick([d for score, d in scored if score == lowest])
+        lowest: float | None = None
+        best: list[Deployment] = []
+        for deployment in candidates:
+            value = load_of(metrics, deployment)
+            if value is None:
+                continue
+            if lowest is None or value < lowest:
+                lowest, best = value, [deployment]
+            elif value == lowest:
+                best.append(deployment)
+        return self._wrr.pick(best or candidates)

@@ -46,6 +46,7 @@ class Upstream:
         self.behaviour = Behaviour()
         self.received: list[Received] = []
         self.cancelled = 0  # requests whose client went away before the answer ended
+        self.metrics_text: str | None = None  # served at GET /metrics when set (Prometheus text)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -94,6 +95,8 @@ class Upstream:
     async def _get(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None)
         behaviour = self.behaviour
+        if request.path == "/metrics" and self.metrics_text is not None:
+            return web.Response(text=self.metrics_text, content_type="text/plain")
         if request.path.endswith("/models"):
             if behaviour.status != 200:
                 return web.json_response({"error": {"message": "down"}}, status=behaviour.status)
