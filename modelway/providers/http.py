@@ -1,14 +1,15 @@
-"""Providers reached over HTTP with aiohttp: one keep-alive pool per provider.
+"""Providers reached over HTTP: one keep-alive pool per provider.
 
-`map_client_errors` is the one place where aiohttp and socket errors become modelway's
-own `UpstreamError` subclasses.
+Proxied requests go through modelway's own HTTP/1.1 client (`modelway.http1`), whose
+errors are already UpstreamError subclasses. Discovery and health probes use an aiohttp
+session; `map_client_errors` is where aiohttp's errors become UpstreamError subclasses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,10 +24,10 @@ from modelway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from modelway.http1.pool import HostPool, Origin
 from modelway.providers import DEFAULT_BASE_URLS, DEFAULT_MODELS_PATHS
-from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse, relayable
+from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
-from modelway.providers.pool import PoolConnector
 
 URL_CACHE_SIZE = 512
 DISCOVERY_TIMEOUT_S = 10.0
@@ -53,34 +54,6 @@ def map_client_errors(provider: str, *, started: bool) -> Iterator[None]:
         raise cls(f"{provider}: {type(exc).__name__}") from None
 
 
-class HttpUpstreamResponse(UpstreamResponse):
-    __slots__ = ("_provider", "_response", "content_type", "headers", "status")
-
-    def __init__(self, provider: str, response: aiohttp.ClientResponse) -> None:
-        self._provider = provider
-        self._response = response
-        self.status = response.status
-        self.headers = relayable(response.raw_headers)
-        self.content_type = response.headers.get("Content-Type", "")
-
-    async def read(self) -> bytes:
-        with map_client_errors(self._provider, started=True):
-            return await self._response.read()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        with map_client_errors(self._provider, started=True):
-            async for chunk in content.iter_any():
-                yield chunk
-
-    def close(self) -> None:
-        response = self._response
-        if response.content.at_eof():
-            response.release()  # back to the keep-alive pool
-        else:
-            response.close()  # abandoned mid-body: the connection cannot be reused
-
-
 class HttpProvider(Provider):
     """openai-compatible and vllm: base_url is required."""
 
@@ -90,47 +63,72 @@ class HttpProvider(Provider):
         self.base_url = base.rstrip("/")
         self.endpoint = URL(config.endpoint) if config.endpoint else None
         self.models_path = config.models_path or DEFAULT_MODELS_PATHS.get(config.kind) or self.default_models_path
-        self._static_headers = {"Content-Type": "application/json", **config.headers}
-        self._urls: dict[tuple[str, str, int], URL] = {}
+        self._timeout_s = config.timeout_ms / 1000
+        target_origin = self.endpoint if self.endpoint is not None else URL(self.base_url)
+        origin = Origin(target_origin.scheme, target_origin.host or "", target_origin.explicit_port or
+                        (443 if target_origin.scheme == "https" else 80))
+        self._pool = HostPool(
+            self.name,
+            origin,
+            idle_limit=config.keepalive_pool,
+            keepalive=config.keepalive,
+            keepalive_timeout_s=config.keepalive_timeout_ms / 1000,
+            connect_timeout_s=config.connect_timeout_ms / 1000,
+            ssl_verify=config.ssl_verify,
+        )
+        # What every request here carries after its own headers, per credential: static
+        # headers and auth, already encoded; and the names they override.
+        self._heads: dict[int, tuple[bytes, frozenset[str]]] = {}
+        self._targets: dict[tuple[str, str, int], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
-        connect = config.connect_timeout_ms / 1000
-        whole = config.timeout_ms / 1000
-        self._timeout = aiohttp.ClientTimeout(total=whole, sock_connect=connect)
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=whole)
 
     async def start(self) -> None:
-        config = self.config
-        connector = PoolConnector(
-            idle_limit=config.keepalive_pool,
-            limit=0,
-            force_close=not config.keepalive or config.keepalive_pool == 0,
-            keepalive_timeout=config.keepalive_timeout_ms / 1000 if config.keepalive else None,
-            ssl=None if config.ssl_verify else False,
-            enable_cleanup_closed=False,
-        )
-        # Bodies are relayed byte for byte: no transparent decompression, no extra headers.
+        # The aiohttp session serves discovery and health probes only, off the hot path.
         self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding", "User-Agent"),
-            cookie_jar=aiohttp.DummyCookieJar(),  # a gateway keeps no cookies; skips per-request jar work
-            json_serialize=lambda o: orjson.dumps(o).decode(),
+            connector=aiohttp.TCPConnector(limit=8, ssl=self.config.ssl_verify),
+            auto_decompress=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
+        self._pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    def url_for(self, request: UpstreamRequest, credential: ProviderAuth) -> URL:
+    def target_for(self, request: UpstreamRequest, credential: ProviderAuth) -> bytes:
+        """The request target (path and query) as sent on the request line."""
         key = (request.path, request.query, id(credential))
-        url = self._urls.get(key)
-        if url is None:
+        target = self._targets.get(key)
+        if target is None:
             url = self._build_url(request.path, request.client_path, request.query, credential)
-            if len(self._urls) >= URL_CACHE_SIZE:
-                self._urls.clear()
-            self._urls[key] = url
-        return url
+            target = url.raw_path_qs.encode("ascii")
+            if len(self._targets) >= URL_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[key] = target
+        return target
+
+    def _head_for(self, credential: ProviderAuth) -> tuple[bytes, frozenset[str]]:
+        found = self._heads.get(id(credential))
+        if found is None:
+            fixed = {"Content-Type": "application/json", **self.config.headers, **credential.header}
+            if not self.config.keepalive:
+                fixed["Connection"] = "close"
+            encoded = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in fixed.items())
+            found = (encoded, frozenset(k.lower() for k in fixed))
+            self._heads[id(credential)] = found
+        return found
+
+    def request_bytes(self, request: UpstreamRequest, credential: ProviderAuth) -> bytes:
+        fixed, overridden = self._head_for(credential)
+        body = request.body
+        parts = [b"POST ", self.target_for(request, credential), b" HTTP/1.1\r\nHost: ", self._pool.origin.host_header,
+                 b"\r\n"]
+        for name, value in request.headers.items():
+            if name not in overridden:
+                parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts += [fixed, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body]
+        return b"".join(parts)
 
     def _build_url(self, path: str, client_path: str, query: str, credential: ProviderAuth) -> URL:
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -144,25 +142,11 @@ class HttpProvider(Provider):
         params.update(credential.query)
         return url.with_query(params) if params else url.with_query(None)
 
-    def headers_for(self, request: UpstreamRequest, credential: ProviderAuth) -> dict[str, str]:
-        headers = {**request.headers, **self._static_headers}
-        if credential.header:
-            headers.update(credential.header)
-        return headers
-
     async def send(self, request: UpstreamRequest, credential: Credential) -> UpstreamResponse:
-        session = self._session
-        assert session is not None, "provider used before start()"
-        auth = credential.auth
-        with map_client_errors(self.name, started=False):
-            response = await session.post(
-                self.url_for(request, auth),
-                data=request.body,
-                headers=self.headers_for(request, auth),
-                timeout=self._stream_timeout if request.stream else self._timeout,
-                allow_redirects=False,
-            )
-        return HttpUpstreamResponse(self.name, response)
+        # Streams: timeout_ms bounds each gap between bytes; otherwise the whole exchange.
+        return await self._pool.request(
+            self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream
+        )
 
     def models_url(self, path: str | None = None) -> URL:
         path = path or self.models_path

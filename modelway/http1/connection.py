@@ -1,0 +1,253 @@
+"""One keep-alive HTTP/1.1 connection to an upstream, parsed with httptools (llhttp).
+
+The connection carries one exchange at a time. Body bytes are queued as they arrive and
+handed to the relay in arrival order; reading pauses when the relay falls behind by more
+than HIGH_WATER bytes, so a slow client never makes the gateway buffer a whole answer.
+
+Failures surface as modelway's UpstreamError subclasses, never as socket or parser errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import httptools
+
+from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from modelway.providers.base import RESPONSE_SKIP, UpstreamResponse
+
+if TYPE_CHECKING:
+    from modelway.http1.pool import HostPool
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """The protocol object of one upstream socket."""
+
+    def __init__(self, pool: HostPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.open = False
+        self.reusable = True
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.open = True
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:  # bytes nobody asked for: the connection cannot be trusted
+            self.abort()
+            return
+        response.last_data_at = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.reusable = False
+            response.fail(UpstreamBrokenStream(f"{self.pool.name}: invalid HTTP response ({exc})"))
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self.reusable = False
+        response = self.response
+        if response is not None:
+            response.connection_lost()
+
+    def pause_writing(self) -> None:  # request bodies are written whole; nothing to pause
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        response = self.response
+        assert response is not None
+        lowered = name.lower()
+        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            response.framed = True
+        if lowered == b"content-type":
+            response.content_type = value.decode("latin-1")
+        if lowered not in RESPONSE_SKIP:
+            response.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        response = self.response
+        assert response is not None
+        response.status = self.parser.get_status_code()
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        response.headers_received()
+
+    def on_body(self, body: bytes) -> None:
+        response = self.response
+        assert response is not None
+        response.feed(body)
+
+    def on_message_complete(self) -> None:
+        response = self.response
+        assert response is not None
+        response.complete()
+
+    # used by the pool and the response
+    def send(self, payload: bytes, response: Response) -> None:
+        assert self.transport is not None
+        self.response = response
+        self.transport.write(payload)
+
+    def abort(self) -> None:
+        self.reusable = False
+        self.open = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and self.open:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.open:
+            self.transport.resume_reading()
+
+
+class Response(UpstreamResponse):
+    """An upstream answer being received on a Connection."""
+
+    def __init__(self, connection: Connection, timeout_s: float, idle: bool) -> None:
+        self.connection = connection
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_type = ""
+        self.framed = False  # Content-Length or chunked: the end is known without EOF
+        self.started = False  # any response byte arrived
+        self.done = False
+        self.error: UpstreamError | None = None
+        self._buffer: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._released = False
+        # `idle`: timeout_s bounds each gap between bytes (streams); otherwise the whole exchange.
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._timeout_s = timeout_s
+        self._idle = idle
+        self.last_data_at = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time() + timeout_s, self._on_timer)
+
+    # fed by the Connection
+    def headers_received(self) -> None:
+        self.started = True
+        self._wake()
+
+    def feed(self, body: bytes) -> None:
+        self._buffer.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused:
+            self._paused = True
+            self.connection.pause_reading()
+        self._wake()
+
+    def complete(self) -> None:
+        self.done = True
+        self._cancel_timer()
+        self._wake()
+
+    def connection_lost(self) -> None:
+        if self.done:
+            return
+        if self.started and not self.framed and self.status:
+            self.complete()  # a body delimited by the connection closing
+            return
+        where = "response broke off" if self.started else "connection closed before a response"
+        cls = UpstreamBrokenStream if self.started else UpstreamConnectError
+        self.fail(cls(f"{self.connection.pool.name}: {where}"))
+
+    def fail(self, error: UpstreamError) -> None:
+        if self.error is None and not self.done:
+            self.error = error
+            self._cancel_timer()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.done or self.error is not None:
+            return
+        loop = self._loop
+        if self._idle:
+            # Re-arm for the remainder of the gap since the last byte instead of per chunk.
+            wait_more = self.last_data_at + self._timeout_s - time.monotonic()
+            if wait_more > 0.001:
+                self._timer = loop.call_at(loop.time() + wait_more, self._on_timer)
+                return
+        what = "no next chunk" if self.started else "no response"
+        self.fail(UpstreamTimeout(f"{self.connection.pool.name}: {what} within {self._timeout_s:g} s"))
+        self.connection.abort()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _wait(self) -> None:
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    # consumed by the exchange and the relay
+    async def wait_headers(self) -> None:
+        while not self.started and self.error is None:
+            await self._wait()
+        if self.error is not None and not self.started:
+            raise self.error
+
+    async def read(self) -> bytes:
+        while not self.done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        body = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        return body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        buffer = self._buffer
+        while True:
+            if buffer:
+                chunk = buffer.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < LOW_WATER:
+                    self._paused = False
+                    self.connection.resume_reading()
+                yield chunk
+            elif self.done:
+                return
+            elif self.error is not None:
+                raise self.error
+            else:
+                await self._wait()
+
+    def close(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._cancel_timer()
+        self.connection.pool.release(self.connection, reuse=self.done and self.error is None)
