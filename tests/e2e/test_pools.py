@@ -15,18 +15,27 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture(scope="module")
-def gateway(upstream_a: Upstream) -> Iterator[Gateway]:
+def impatient() -> Iterator[Upstream]:
+    server = Upstream("impatient", keepalive_s=0.3).start()  # closes idle connections after 0.3 s
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream_a: Upstream, impatient: Upstream) -> Iterator[Gateway]:
     base = f"{upstream_a.url}/v1"
     config = {
         "providers": [
             {"name": "pooled", "kind": "vllm", "base_url": base},
             {"name": "unpooled", "kind": "vllm", "base_url": base, "keepalive": False},
             {"name": "small-pool", "kind": "vllm", "base_url": base, "keepalive_pool": 2},
+            {"name": "impatient", "kind": "vllm", "base_url": f"{impatient.url}/v1"},
         ],
         "models": [
             {"name": "pooled", "deployments": [{"provider": "pooled"}]},
             {"name": "unpooled", "deployments": [{"provider": "unpooled"}]},
             {"name": "small-pool", "deployments": [{"provider": "small-pool"}]},
+            {"name": "impatient", "deployments": [{"provider": "impatient"}]},
         ],
     }
     with Gateway(config) as gw:
@@ -58,3 +67,13 @@ def test_idle_connections_beyond_keepalive_pool_are_closed(gateway: Gateway, ups
     while upstream_a.open_connections() > before + 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert upstream_a.open_connections() == before + 2  # only keepalive_pool of them stay open
+
+
+def test_connections_the_upstream_closed_while_idle_are_not_a_failure(gateway: Gateway, impatient: Upstream) -> None:
+    for _ in range(3):
+        reply = post_json(gateway.url, "/v1/chat/completions", {"model": "impatient", **CHAT})
+        assert reply.status == 200, reply.body
+        assert reply.headers["x-modelway-attempts"] == "1"
+        time.sleep(0.5)  # the upstream closes the idle keep-alive connection meanwhile
+    assert len(impatient.received) == 3
+    assert len({r.peer for r in impatient.received}) == 3

@@ -40,8 +40,9 @@ class Behaviour:
 
 
 class Upstream:
-    def __init__(self, name: str = "upstream", models: list[str] | None = None) -> None:
+    def __init__(self, name: str = "upstream", models: list[str] | None = None, keepalive_s: float = 75.0) -> None:
         self.name = name
+        self.keepalive_s = keepalive_s
         self.models = models or []
         self.behaviour = Behaviour()
         self.received: list[Received] = []
@@ -80,7 +81,9 @@ class Upstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/{tail:.*}", self._get)
         app.router.add_post("/{tail:.*}", self._post)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, keepalive_timeout=self.keepalive_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
