@@ -46,7 +46,9 @@ def load_router(use: str, config: Mapping[str, Any] | None) -> Router:
     try:
         return cls(copy.deepcopy(dict(config or {})))
     except Exception as exc:
-        raise RouterLoadError("config", f"{cls.__name__} refused its config: {exc}") from None
+        from modelway.routers.settings import explain  # it imports the config loader, which imports this module
+
+        raise RouterLoadError("config", f"{cls.__name__} refused its config: {explain(exc)}") from None
 
 
 def check_router(index: int, use: str, config: Mapping[str, Any] | None) -> list[tuple[str, str]]:

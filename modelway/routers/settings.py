@@ -1,6 +1,10 @@
-"""Validating a shipped router's `config` with pydantic, so its errors read like the rest
-of the config's: `rules[0].when.headr: unknown key`. The chain prefixes the router's own
-YAML path (`routing.routers[i].config`)."""
+"""Config errors from router constructors, made to read like the rest of the config's.
+
+A router that validates its `config` with pydantic (the shipped ones do, through
+`parse_settings`) needs nothing more: the chain reports a ValidationError as
+`rules[0].when.headr: unknown key`, after the router's own YAML path
+(`routing.routers[i].config`). Any other exception is reported by its message.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_settings(model: type[M], config: Mapping[str, Any]) -> M:
-    try:
-        return model.model_validate(dict(config))
-    except ValidationError as exc:
-        problems = [f"{yaml_path(e['loc']) or '(config)'}: {describe(e)}" for e in exc.errors()]
-        raise ValueError("; ".join(problems)) from None
+    return model.model_validate(dict(config))
+
+
+def explain(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{yaml_path(e['loc']) or '(config)'}: {describe(e)}" for e in exc.errors())
+    return str(exc) or type(exc).__name__
