@@ -21,6 +21,8 @@ import asyncio
 import json
 import logging
 import time
+import types
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -215,18 +217,30 @@ async def run_routers(ctx: RequestContext) -> Routed:
 
 
 async def ask(entry: LoadedRouter, req: RouteRequest) -> tuple[RouteDecision | None, str | None]:
-    """The router's decision, or why it has none. A router that overruns its timeout is
-    cancelled and not waited for, so one that ignores cancellation cannot stall requests."""
+    """The router's decision, or why it has none.
+
+    Most routers decide without awaiting anything, so the coroutine's first step runs
+    inline: no task, no event-loop turn. One that suspends is finished in a task within
+    what is left of its timeout; past it, the task is cancelled and not waited for, so a
+    router that ignores cancellation cannot stall the request.
+    """
+    started = time.perf_counter()
     try:
-        pending = entry.router.route(req)
+        coro = entry.router.route(req)
     except Exception as exc:  # a plain `def route` that raised
         return None, clip(f"raised {type(exc).__name__}: {exc}")
-    try:
-        task = asyncio.ensure_future(pending)
-    except TypeError:
+    if not asyncio.iscoroutine(coro):
         return None, "route() must be a coroutine function (async def)"
     try:
-        done, _ = await asyncio.wait((task,), timeout=entry.timeout_s)
+        pending = coro.send(None)
+    except StopIteration as finished:
+        return checked(finished.value)
+    except (Exception, asyncio.CancelledError) as exc:  # CancelledError here is the router's own: nothing awaited yet
+        return None, clip(f"raised {type(exc).__name__}: {exc}")
+    task = asyncio.ensure_future(resume(coro, pending))
+    left = max(0.0, entry.timeout_s - (time.perf_counter() - started))
+    try:
+        done, _ = await asyncio.wait((task,), timeout=left)
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -239,7 +253,25 @@ async def ask(entry: LoadedRouter, req: RouteRequest) -> tuple[RouteDecision | N
     error = task.exception()
     if error is not None:
         return None, clip(f"raised {type(error).__name__}: {error}")
-    decision = task.result()
+    return checked(task.result())
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
+    """Go on driving a coroutine that ran inline until it suspended on `pending`: hand
+    `pending` to the task now driving us, then delegate the rest with `yield from`."""
+    try:
+        yield pending
+    except BaseException as exc:  # thrown in by the task (cancellation) while `pending` was awaited
+        try:
+            pending = coro.throw(exc)
+        except StopIteration as finished:
+            return finished.value
+        return (yield from resume(coro, pending))
+    return (yield from coro)
+
+
+def checked(decision: Any) -> tuple[RouteDecision | None, str | None]:
     if decision is None:
         return None, None
     if not isinstance(decision, RouteDecision):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -175,7 +176,7 @@ def test_unknown_targets_are_errors(gateway: Gateway, upstream_a: Upstream, scri
 
 
 def test_unavailable_targets_are_errors(gateway: Gateway, upstream_b: Upstream) -> None:
-    upstream_b.reset(Behaviour(delay_before_headers_s=1.5))
+    upstream_b.reset(Behaviour(delay_before_headers_s=0.8))
     holder = threading.Thread(target=chat, args=(gateway, {"first": "model busy"}))
     holder.start()  # takes the one slot of busy's only deployment (max_concurrency: 1)
     try:
@@ -290,6 +291,22 @@ def test_reentry_runs_the_chain_again_without_the_issuer(gateway: Gateway, upstr
     assert reply.status == 200
     assert reply.headers["x-reentered-by"] == "first"
     assert upstream_b.received[0].body["messages"][0] == {"role": "system", "content": "added by first"}
+
+
+def test_client_disconnect_cancels_the_executor_and_its_reentered_call(gateway: Gateway, upstream_a: Upstream) -> None:
+    upstream_a.reset(Behaviour(delay_before_headers_s=1.5))
+    body = json.dumps({"model": "chat-a", **CHAT}).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-script-alpha: reenter\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        time.sleep(0.3)
+    deadline = time.monotonic() + 3
+    while upstream_a.cancelled == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream_a.cancelled == 1
+    assert upstream_a.received[0].body["messages"][0]["content"] == "added by alpha"
 
 
 def test_routers_cannot_change_the_request(gateway: Gateway, upstream_a: Upstream) -> None:

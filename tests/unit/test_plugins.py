@@ -62,3 +62,16 @@ def test_response_events_parse_sse() -> None:
     body = b'data: {"a": 1}\n\nevent: x\ndata: {"b": 2}\n\ndata: not json\n\ndata: [DONE]\n\n'
     assert Response(body=body).events() == [{"a": 1}, {"b": 2}]
     assert Response(json={"x": 1}).content() == b'{"x":1}'
+
+
+def test_executor_sse_and_headers() -> None:
+    from modelway.proxy.executor import plugin_headers, sse_event
+
+    assert sse_event({"a": 1}, anthropic=False) == b'data: {"a":1}\n\n'
+    assert sse_event({"type": "ping"}, anthropic=True) == b'event: ping\ndata: {"type":"ping"}\n\n'
+    with pytest.raises(TypeError):
+        sse_event("text", anthropic=False)
+    assert plugin_headers(None, b"application/json") == [(b"content-type", b"application/json")]
+    assert plugin_headers(
+        {"Content-Type": "text/plain", "X-A": "1", "Connection": "close", "x-bad": "a\r\nInjected: 1"}, b"x"
+    ) == [(b"content-type", b"text/plain"), (b"x-a", b"1")]
