@@ -37,6 +37,8 @@ log = logging.getLogger("modelway.routers")
 
 REENTRY = "modelway.reentry"  # ASGI scope key; HTTP clients cannot set scope keys
 ROUTER_HEADER = b"x-modelway-router"
+# Set by the gateway on executor answers: a plugin's own (e.g. copied from a re-entered answer) are dropped.
+GATEWAY_OWNED = frozenset({ROUTER_HEADER, b"x-modelway-route"})
 JSON_TYPE = b"application/json"
 SSE_TYPE = b"text/event-stream"
 END = object()
@@ -123,12 +125,15 @@ def sse_event(event: Any, anthropic: bool) -> bytes:
 
 
 def plugin_headers(headers: Mapping[str, str] | None, content_type: bytes) -> list[tuple[bytes, bytes]]:
-    """A plugin's response headers, minus hop-by-hop ones and any that would split the head."""
+    """A plugin's response headers, minus hop-by-hop ones, the gateway's own and any that
+    would split the head."""
     out: list[tuple[bytes, bytes]] = []
     typed = False
     for key, value in (headers or {}).items():
         name, text = str(key).lower(), str(value)
-        if not name.isascii() or any(c in name + text for c in "\r\n\0") or name.encode() in RESPONSE_SKIP:
+        if not name.isascii() or any(c in name + text for c in "\r\n\0"):
+            continue
+        if name.encode() in RESPONSE_SKIP or name.encode() in GATEWAY_OWNED:
             continue
         typed = typed or name == "content-type"
         out.append((name.encode(), text.encode("latin-1", "replace")))

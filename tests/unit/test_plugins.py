@@ -73,5 +73,6 @@ def test_executor_sse_and_headers() -> None:
         sse_event("text", anthropic=False)
     assert plugin_headers(None, b"application/json") == [(b"content-type", b"application/json")]
     assert plugin_headers(
-        {"Content-Type": "text/plain", "X-A": "1", "Connection": "close", "x-bad": "a\r\nInjected: 1"}, b"x"
-    ) == [(b"content-type", b"text/plain"), (b"x-a", b"1")]
+        {"Content-Type": "text/plain", "X-A": "1", "Connection": "close", "x-bad": "a\r\nInjected: 1",
+         "x-modelway-route": "{}", "x-modelway-router": "inner", "x-modelway-provider": "p"}, b"x"
+    ) == [(b"content-type", b"text/plain"), (b"x-a", b"1"), (b"x-modelway-provider", b"p")]
