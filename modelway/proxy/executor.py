@@ -85,14 +85,16 @@ class ExecutorCall:
         if events is None:
             await send_bytes(send, answer.status, body, [*head, *headers])
             return
-        await send({"type": "http.response.start", "status": answer.status, "headers": [*head, *headers]})
-        await self.relay_events(ctx, events, first, send)
+        start = {"type": "http.response.start", "status": answer.status, "headers": [*head, *headers]}
+        await self.relay_events(ctx, start, events, first, send)
 
     async def relay_events(
-        self, ctx: RequestContext, events: AsyncIterator[Mapping[str, Any]], first: Any, send: Send
+        self, ctx: RequestContext, start: dict[str, Any], events: AsyncIterator[Mapping[str, Any]], first: Any,
+        send: Send,
     ) -> None:
         event = first
         try:
+            await send(start)
             while event is not END:
                 await send({"type": "http.response.body", "body": sse_event(event, ctx.anthropic), "more_body": True})
                 event = await anext(events, END)
