@@ -114,13 +114,15 @@ class ReadOnlyMap(Mapping[str, str]):
         self._data: dict[str, str] = {str(k).lower(): str(v) for k, v in items}
 
     def __getitem__(self, key: str) -> str:
+        if not isinstance(key, str):
+            raise KeyError(key)
         return self._data[key.lower()]
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._data
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key.lower(), default)
+        return self._data.get(key.lower(), default) if isinstance(key, str) else default
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
