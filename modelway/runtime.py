@@ -25,10 +25,13 @@ from modelway.mapping import ModelMapper
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
 from modelway.proxy.auth import ClientKeys
+from modelway.routers.chain import RouterChain
 from modelway.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from modelway.strategies.base import Strategy
+
+ROUTER_ROUTES_MAX = 1024  # cached (provider, target_model) routes of routers' deployment decisions
 
 
 class MetricsSnapshot(Protocol):
@@ -75,6 +78,8 @@ class Runtime:
         # least_load reads snapshot() of this; a metrics source (Redis, Prometheus) sets it.
         self.load_metrics: MetricsSnapshot | None = None
         self.metrics_source = build_source(config)  # started in start(): fills load_metrics
+        self.routers = RouterChain.build(routing.routers)  # new instances on every build (reload)
+        self.router_routes: dict[tuple[str, str | None], ModelRoute] = {}
 
     def _build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]
@@ -106,8 +111,10 @@ class Runtime:
         if self.metrics_source is not None:
             await self.metrics_source.start()
             self.load_metrics = self.metrics_source
+        await self.routers.start()
 
     async def close(self) -> None:
+        await self.routers.close()
         await self.prober.stop()
         for provider in self.providers.values():
             await provider.close()
@@ -130,6 +137,19 @@ class Runtime:
             model = ModelConfig(name=name, deployments=[DeploymentConfig(provider=p.name) for p in providers])
             route = self._build_route(model)
             self._discovered_routes[key] = route
+        return route
+
+    def deployment_route(self, provider: str, target_model: str | None) -> ModelRoute:
+        """A one-deployment route for a router's `deployment` decision (target_model None:
+        the requested name is sent). Cached, so its strategy state lives across requests."""
+        key = (provider, target_model)
+        route = self.router_routes.get(key)
+        if route is None:
+            name = f"{provider}/{target_model or '*'}"
+            deployment = DeploymentConfig(provider=provider, model=target_model)
+            route = self._build_route(ModelConfig(name=name, deployments=[deployment]))
+            if len(self.router_routes) < ROUTER_ROUTES_MAX:  # routers may pass on names clients chose
+                self.router_routes[key] = route
         return route
 
     def public_models(self) -> list[str]:

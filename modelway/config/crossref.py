@@ -1,5 +1,6 @@
 """Checks that need the whole config: names that refer to each other, kinds and strategies
-that must exist, and fallback cycles. Errors carry the YAML path of the offending value.
+that must exist, router plugins that must import and build, and fallback cycles. Errors
+carry the YAML path of the offending value.
 
 They read the raw document (after env substitution), defensively, so they run even when
 the schema found errors elsewhere and `modelway check` can report everything at once.
@@ -7,14 +8,17 @@ the schema found errors elsewhere and `modelway check` can report everything at 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 from modelway.importing import ImportFromStringError, resolve
 from modelway.providers import DEFAULT_BASE_URLS, PROVIDER_KINDS
+from modelway.routers.chain import check_router
 from modelway.strategies import STRATEGIES
 
 Errors = list[tuple[str, str]]
+ROUTER_USE = re.compile(r"[\w.]+:[\w.]+")  # as RouterSpec.use; the schema reports other shapes
 
 
 class Raw:
@@ -173,3 +177,7 @@ def _check_routing(config: Raw, errors: Errors) -> None:
     for i, router in routers:
         if router.text("id") in dupes:
             errors.append((f"routing.routers[{i}].id", f"duplicate router id {router.text('id')!r}"))
+    for i, router in routers:
+        use, settings = router.text("use"), router.data.get("config")
+        if use is not None and ROUTER_USE.fullmatch(use) and (settings is None or isinstance(settings, dict)):
+            errors.extend(check_router(i, use, settings))  # imports the class and builds it once

@@ -31,6 +31,8 @@ class RequestContext:
     stream: bool = False
     anthropic: bool = False
     client: ClientIdentity | None = None
+    # Headers added to whatever answer this request gets (e.g. x-modelway-route when debugging).
+    extra_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     _query: dict[str, str] | None = field(default=None, repr=False)
 
     @property

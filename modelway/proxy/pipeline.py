@@ -1,7 +1,9 @@
 """One proxied request, top to bottom:
 
     read body → check content type → parse JSON → check fields → identify client
-    → map model → authorize → resolve route → attempt (retry/fallback) → relay
+    → map model → authorize → router plugins → resolve route → attempt (retry/fallback) → relay
+
+A router plugin (proxy/decide.py) may pick the route, or answer itself (proxy/executor.py).
 
 Request-side steps may end the request with a GatewayError; once relay starts the
 status is sent and only the body remains. A watcher cancels the work the moment the
@@ -28,6 +30,8 @@ from modelway.proxy.body import (
     read_model,
 )
 from modelway.proxy.context import RequestContext
+from modelway.proxy.decide import run_routers
+from modelway.proxy.executor import REENTRY, ExecutorCall
 from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
 from modelway.runtime import ModelRoute, Runtime
@@ -70,6 +74,7 @@ def is_anthropic_path(path: str) -> bool:
 async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send: Send) -> None:
     path: str = scope["path"]
     anthropic = is_anthropic_path(path)
+    ctx: RequestContext | None = None
     try:
         headers, forward = split_headers(scope["headers"])
         body = await read_body(receive, headers.get("content-length"), runtime.max_body_bytes)
@@ -87,28 +92,33 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
             anthropic=anthropic,
         )
         ctx.stream = check_fields(payload, path)
-        if runtime.client_keys.enabled:
+        reentry = scope.get(REENTRY)  # an executor's in-process call: its caller's key applies
+        if reentry is not None:
+            ctx.client = reentry.client
+        elif runtime.client_keys.enabled:
             ctx.client = runtime.client_keys.identify(headers.get("authorization"), headers.get("x-api-key"))
         route = await resolve_route(ctx)
     except ClientGone:
         return
     except GatewayError as exc:
-        await send_error(send, exc, anthropic)
+        await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
         return
-    await run_until_disconnect(proxy(ctx, route, send), receive)
+    work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
+    await run_until_disconnect(work, receive)
 
 
 async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
     try:
         answer: Answer = await attempt(ctx, route)
     except GatewayError as exc:
-        await send_error(send, exc, ctx.anthropic)
+        await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
         return
     await relay(ctx, answer, send)
 
 
-async def resolve_route(ctx: RequestContext) -> ModelRoute:
-    """Map the requested name, check the client may use it, and find its route."""
+async def resolve_route(ctx: RequestContext) -> ModelRoute | ExecutorCall:
+    """Map the requested name, check the client may use it, let the routers decide, and
+    otherwise find its route: public models, then discovered ones, then default_model."""
     runtime = ctx.runtime
     mapper = runtime.mapper
     default_model = runtime.config.routing.default_model
@@ -123,9 +133,13 @@ async def resolve_route(ctx: RequestContext) -> ModelRoute:
         requested = mapper.map(original) if mapper.applies_to(ctx.path) else original
     ctx.requested_model = requested
     authorize(ctx.client, requested)
+    routed = await run_routers(ctx)
+    if routed.target is not None:
+        return routed.target
     route = runtime.models.get(requested) or await runtime.discovered_route(requested)
     if route is None and default_model is not None:
         route = runtime.models[default_model]
+    routed.note_resolution(ctx, route)
     if route is None:
         raise NotFound(f"model {requested!r} does not exist", param="model")
     return route

@@ -19,6 +19,7 @@ def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, byte
         (b"x-modelway-provider", deployment.provider.name.encode()),
         (b"x-modelway-model", model.encode()),
         (b"x-modelway-attempts", str(answer.attempts).encode()),
+        *ctx.extra_response_headers,
     ]
 
 
