@@ -17,8 +17,9 @@
         ├── UpstreamTimeout         no response (or no next chunk) within timeout_ms
         └── UpstreamBrokenStream    the response started and then broke
 
-aiohttp and socket errors become UpstreamError subclasses in exactly one place:
-`modelway.providers.http.map_client_errors`.
+Lower-layer errors become UpstreamError subclasses at two boundaries, one per client:
+socket, TLS and HTTP-parse errors of the forwarding client inside `modelway.http1`, and
+aiohttp's errors (discovery, health probes) in `modelway.providers.http.map_client_errors`.
 """
 
 from __future__ import annotations
