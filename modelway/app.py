@@ -3,6 +3,7 @@ hot path. `create_app(runtime)` builds it; nothing is built at import time."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,8 @@ from modelway.proxy.responses import Send, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
 
 log = logging.getLogger("modelway")
+
+GC_THRESHOLD = 20_000
 
 Handler = Callable[[Runtime, dict[str, Any], Send], Awaitable[None]]
 
@@ -104,11 +107,22 @@ class Gateway:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.ref.current.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def tune_gc() -> None:
+    """Keep the cyclic GC off the hot path: everything built at startup is frozen out of
+    its scans, and young collections run every GC_THRESHOLD allocations instead of 700,
+    since a request allocates many short-lived objects and few cycles."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, gen1, gen2)
 
 
 def create_app(runtime: Runtime) -> Gateway:

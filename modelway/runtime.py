@@ -27,6 +27,7 @@ from modelway.providers.base import Provider
 from modelway.proxy.auth import ClientKeys
 from modelway.routers.chain import RouterChain
 from modelway.strategies import STRATEGIES
+from modelway.strategies.base import BaseStrategy
 
 if TYPE_CHECKING:
     from modelway.strategies.base import Strategy
@@ -48,10 +49,12 @@ class ModelRoute:
     strategy: Strategy
     groups: list[list[Deployment]] = field(default_factory=list)
     budget: RetryBudget = field(default_factory=RetryBudget)  # per public model, as Envoy's is per cluster
+    observes: bool = True  # False when the strategy ignores outcomes: no Outcome is built per request
 
     def __post_init__(self) -> None:
         priorities = sorted({d.priority for d in self.deployments}, reverse=True)
         self.groups = [[d for d in self.deployments if d.priority == p] for p in priorities]
+        self.observes = getattr(type(self.strategy), "observe", None) is not BaseStrategy.observe
 
 
 class Runtime:

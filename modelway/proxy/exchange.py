@@ -59,7 +59,7 @@ class Answer:
         self.finished = True
         self.upstream.close()
         self.deployment.stats.inflight -= 1
-        if observe:
+        if observe and self.route.observes:
             self.route.strategy.observe(
                 Outcome(
                     self.deployment,
@@ -102,7 +102,7 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
         upstream = await deployment.provider.send(request, record.credential)
     except BaseException as exc:
         deployment.stats.inflight -= 1
-        if isinstance(exc, UpstreamError):
+        if isinstance(exc, UpstreamError) and route.observes:
             route.strategy.observe(
                 Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
             )
