@@ -19,7 +19,7 @@ from modelway.runtime import Runtime, RuntimeRef
 
 log = logging.getLogger("modelway")
 
-GC_THRESHOLD = 20_000
+GC_THRESHOLD = 50_000
 
 Handler = Callable[[Runtime, dict[str, Any], Send], Awaitable[None]]
 

@@ -30,6 +30,7 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
         lifespan="on",
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* are forwarded upstream as they are, not trusted here
         log_level="info",
         timeout_graceful_shutdown=5,
     )

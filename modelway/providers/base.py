@@ -45,7 +45,7 @@ class UpstreamRequest:
     path: str  # relative to the provider's base_url, e.g. "chat/completions"
     client_path: str  # the path the client called, e.g. "/v1/chat/completions"
     query: str  # the client's raw query string ("" when none)
-    headers: dict[str, str]  # client headers fit to forward (no auth, no hop-by-hop)
+    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (no auth, no hop-by-hop), raw
     body: bytes
     stream: bool
 

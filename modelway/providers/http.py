@@ -78,7 +78,7 @@ class HttpProvider(Provider):
         )
         # What every request here carries after its own headers, per credential: static
         # headers and auth, already encoded; and the names they override.
-        self._heads: dict[int, tuple[bytes, frozenset[str]]] = {}
+        self._heads: dict[int, tuple[bytes, frozenset[bytes]]] = {}
         self._targets: dict[tuple[str, str, int], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -108,14 +108,14 @@ class HttpProvider(Provider):
             self._targets[key] = target
         return target
 
-    def _head_for(self, credential: ProviderAuth) -> tuple[bytes, frozenset[str]]:
+    def _head_for(self, credential: ProviderAuth) -> tuple[bytes, frozenset[bytes]]:
         found = self._heads.get(id(credential))
         if found is None:
             fixed = {"Content-Type": "application/json", **self.config.headers, **credential.header}
             if not self.config.keepalive:
                 fixed["Connection"] = "close"
             encoded = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in fixed.items())
-            found = (encoded, frozenset(k.lower() for k in fixed))
+            found = (encoded, frozenset(k.lower().encode("latin-1") for k in fixed))
             self._heads[id(credential)] = found
         return found
 
@@ -124,9 +124,9 @@ class HttpProvider(Provider):
         body = request.body
         parts = [b"POST ", self.target_for(request, credential), b" HTTP/1.1\r\nHost: ", self._pool.origin.host_header,
                  b"\r\n"]
-        for name, value in request.headers.items():
+        for name, value in request.headers:
             if name not in overridden:
-                parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+                parts += (name, b": ", value, b"\r\n")
         parts += [fixed, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body]
         return b"".join(parts)
 

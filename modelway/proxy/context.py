@@ -25,7 +25,7 @@ class RequestContext:
     payload: dict[str, Any]
     raw_body: bytes
     headers: dict[str, str]  # every client header, lower-case names
-    forward_headers: dict[str, str]  # the subset fit to send upstream
+    forward_headers: list[tuple[bytes, bytes]]  # the raw pairs fit to send upstream
     original_model: str | None = None  # as the client sent it
     requested_model: str = ""  # after model_mapping: the public model
     stream: bool = False

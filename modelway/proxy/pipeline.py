@@ -47,16 +47,15 @@ NOT_FORWARDED = HOP_BY_HOP | {
 }
 
 
-def split_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], dict[str, str]]:
-    """All client headers (lower-case names), and the subset fit to forward."""
+def split_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
+    """All client headers (lower-case names, decoded), and the raw pairs fit to forward —
+    kept as bytes, since they go out as bytes."""
     headers: dict[str, str] = {}
-    forward: dict[str, str] = {}
+    forward: list[tuple[bytes, bytes]] = []
     for name, value in raw:
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        headers[key] = text
+        headers[name.decode("latin-1")] = value.decode("latin-1")
         if name not in NOT_FORWARDED and not name.startswith(b"x-modelway-"):
-            forward[key] = text
+            forward.append((name, value))
     return headers, forward
 
 
