@@ -49,6 +49,7 @@ from benchmarks.systems import (
     SLOW_BODY,
     STREAM_BODY,
     System,
+    compare_name,
     service_port,
     start_bare,
     start_load_systems,
@@ -106,7 +107,19 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(ALL_SYSTEMS),
         help=f"comma-separated subset of {','.join(ALL_SYSTEMS)} (direct always runs)",
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also run the modelway of another checkout (e.g. a git worktree before/after a change) "
+        "beside this one, in every phase; repeatable",
+    )
     args = parser.parse_args(argv)
+    compare = [d.resolve() for d in args.compare]
+    if bad := [str(d) for d in compare if not (d / "modelway" / "__init__.py").exists()]:
+        parser.error(f"no modelway package in {', '.join(bad)}")
     names = [n for n in args.systems.split(",") if n]
     if unknown := set(names) - set(ALL_SYSTEMS):
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
@@ -127,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     services = Services()
     try:
         with tempfile.TemporaryDirectory(prefix="modelway-bench-") as tmp:
-            results = run(plan, nginx, Path(tmp), services, names, memory=not args.no_memory)
+            results = run(plan, nginx, Path(tmp), services, names, compare, memory=not args.no_memory)
     finally:
         services.stop_all()
         signal.alarm(0)
-    text = report.render(results, header(plan, time.monotonic() - started, nginx))
+    text = report.render(results, header(plan, time.monotonic() - started, nginx, compare))
     print(text)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
@@ -152,9 +165,18 @@ def prepare_process() -> None:
     os.sched_setaffinity(0, {int(LOAD_CPU)})
 
 
-def run(plan: Plan, nginx: str, workdir: Path, services: Services, names: list[str], memory: bool) -> Results:
-    print(f"starting the upstream and {', '.join(n for n in names if n != 'direct')} ...", flush=True)
-    systems = start_load_systems(services, nginx, workdir, names)
+def run(
+    plan: Plan,
+    nginx: str,
+    workdir: Path,
+    services: Services,
+    names: list[str],
+    compare: list[Path],
+    memory: bool,
+) -> Results:
+    others = [n for n in names if n != "direct"] + [compare_name(d) for d in compare]
+    print(f"starting the upstream and {', '.join(others)} ...", flush=True)
+    systems = start_load_systems(services, nginx, workdir, names, compare)
     single = [s for s in systems if s.name != "modelway-w2"]
     for system in systems:
         if system.name == "modelway-w2":
@@ -197,7 +219,7 @@ def run(plan: Plan, nginx: str, workdir: Path, services: Services, names: list[s
             services.stop(system.service)
     services.stop_all()  # the upstream
     if memory:
-        run_memory(plan, workdir, services, results, [n for n in ("bare", "modelway") if n in names])
+        run_memory(plan, workdir, services, results, [n for n in ("bare", "modelway") if n in names], compare)
     return results
 
 
@@ -291,8 +313,12 @@ def time_streams(systems: list[System], count: int, results: Results, rep: int) 
         )
 
 
-def run_memory(plan: Plan, workdir: Path, services: Services, results: Results, names: list[str]) -> None:
-    if not names:
+def run_memory(
+    plan: Plan, workdir: Path, services: Services, results: Results, names: list[str], compare: list[Path]
+) -> None:
+    sources: dict[str, Path | None] = {name: None for name in names}
+    sources.update({compare_name(d): d for d in compare})
+    if not sources:
         return
     slow_port = free_port()
     argv = [
@@ -309,13 +335,13 @@ def run_memory(plan: Plan, workdir: Path, services: Services, results: Results, 
     services.start(Service("slow-upstream", argv, workdir / "slow-upstream.log", cpus=LOAD_CPU), slow_port)
     expected = expected_body(plan.slow_chunks)
     timeout = plan.slow_chunks * 0.1 * 3 + 30
-    for name in names:
+    for name, source in sources.items():
         print(f"  {plan.slow_streams} slow streams through {name} ...", flush=True)
         if name == "bare":
             service = start_bare(services, workdir, "bare-slow", slow_port)
         else:
             providers = {"bench-slow": f"http://127.0.0.1:{slow_port}/v1"}
-            service = start_modelway(services, workdir, "modelway-slow", providers, 1, GATEWAY_CPU)
+            service = start_modelway(services, workdir, f"{name}-slow", providers, 1, GATEWAY_CPU, source)
         time.sleep(0.5)
         url = f"http://127.0.0.1:{service_port(service)}/v1/chat/completions"
         outcome = uvloop.run(
@@ -338,14 +364,15 @@ def run_memory(plan: Plan, workdir: Path, services: Services, results: Results, 
         services.stop(service)
 
 
-def header(plan: Plan, elapsed: float, nginx: str) -> list[str]:
+def header(plan: Plan, elapsed: float, nginx: str, compare: list[Path]) -> list[str]:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
     return [
         "## modelway proxy overhead (issue 3)",
         "",
         f"Run {when} in {elapsed:.0f} s on {machine}, Python {platform.python_version()}.",
-        f"modelway at commit {git_commit()}; {versions(nginx)}.",
+        f"modelway at commit {git_commit(Path(__file__).parent)}; {versions(nginx)}.",
+        *(f"Compared with the modelway of {d} at commit {git_commit(d)}." for d in compare),
         f"wrk -t1 at 32 connections ({plan.seconds_c32:g} s) and 1 connection ({plan.seconds_c1:g} s),"
         f" streaming at 32 connections ({plan.seconds_sse:g} s); {plan.reps} repetition(s) alternating"
         f" between systems, medians; stream TTFB/TTLB: median of {plan.timed_streams} sequential requests"
@@ -367,14 +394,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def git_commit() -> str:
+def git_commit(where: Path) -> str:
     try:
         done = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
             timeout=10,
-            cwd=Path(__file__).parent,
+            cwd=where,
             check=False,
         )
     except OSError:

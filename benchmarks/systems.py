@@ -11,6 +11,7 @@ The proxy under test runs on GATEWAY_CPU; wrk, the upstream and this process on 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,8 +88,15 @@ def modelway_config(providers: dict[str, str]) -> dict[str, object]:
 
 
 def start_modelway(
-    services: Services, workdir: Path, name: str, providers: dict[str, str], workers: int, cpus: str
+    services: Services,
+    workdir: Path,
+    name: str,
+    providers: dict[str, str],
+    workers: int,
+    cpus: str,
+    source: Path | None = None,
 ) -> Service:
+    """`python -m modelway serve`; `source` runs the modelway package of another checkout."""
     config = workdir / f"{name}.yaml"
     config.write_text(yaml.safe_dump(modelway_config(providers), sort_keys=False))
     port = free_port()
@@ -96,6 +104,9 @@ def start_modelway(
     if workers != 1:
         argv += ["--workers", str(workers)]
     service = Service(name, argv, workdir / f"{name}.log", cpus=cpus)
+    if source is not None:
+        service.cwd = source
+        service.env = {**os.environ, "PYTHONPATH": str(source)}
     return services.start(service, port, health_url=f"http://127.0.0.1:{port}/health")
 
 
@@ -119,11 +130,18 @@ def service_port(service: Service) -> int:
     return int(argv[argv.index("--port") + 1])
 
 
+def compare_name(source: Path) -> str:
+    return f"modelway@{source.name}"
+
+
 ALL_SYSTEMS = ("direct", "nginx", "bare", "modelway", "modelway-w2")
 
 
-def start_load_systems(services: Services, nginx: str, workdir: Path, names: Sequence[str]) -> list[System]:
-    """The upstream, then each named system in front of it; `direct` always comes first."""
+def start_load_systems(
+    services: Services, nginx: str, workdir: Path, names: Sequence[str], compare: Sequence[Path] = ()
+) -> list[System]:
+    """The upstream, then each named system in front of it; `direct` always comes first.
+    Each `compare` directory is another checkout whose modelway runs beside this one."""
     upstream_port = free_port()
     start_nginx(services, nginx, workdir, "nginx-upstream.conf", LOAD_CPU, port=upstream_port)
     systems = [System("direct", "upstream direct (no proxy)", upstream_port, STREAM_PATH, None)]
@@ -143,6 +161,12 @@ def start_load_systems(services: Services, nginx: str, workdir: Path, names: Seq
     if "modelway" in names:
         modelway = start_modelway(services, workdir, "modelway", providers, 1, GATEWAY_CPU)
         systems.append(System("modelway", "modelway, 1 worker", service_port(modelway), CHAT_PATH, modelway))
+    for source in compare:
+        name = compare_name(source)
+        other = start_modelway(services, workdir, name, providers, 1, GATEWAY_CPU, source)
+        systems.append(
+            System(name, f"modelway, 1 worker ({source.name})", service_port(other), CHAT_PATH, other)
+        )
     if "modelway-w2" in names:
         # Two workers cannot share one CPU meaningfully: they get both, as a user would run them.
         w2 = start_modelway(services, workdir, "modelway-w2", providers, 2, BOTH_CPUS)
