@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", action="store_true", help="profile the streaming path")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
+    parser.add_argument("--source", type=Path, help="profile the modelway package of another checkout")
     parser.add_argument("--summarize", type=Path, help="only summarize an existing collapsed-stacks file")
     args = parser.parse_args(argv)
     if args.summarize:
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("py-spy is needed: .venv/bin/pip install py-spy")
     nginx = ensure_tools()
     prepare_process()
-    name = f"hotspots-{args.target}{'-stream' if args.stream else ''}"
+    source = args.source.resolve() if args.source else None
+    suffix = f"@{source.name}" if source else ""
+    name = f"hotspots-{args.target}{suffix}{'-stream' if args.stream else ''}"
     raw = RESULTS / f"{name}.txt"
     RESULTS.mkdir(exist_ok=True)
     services = Services()
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                     "bench": f"http://127.0.0.1:{upstream}/v1",
                     "bench-stream": f"http://127.0.0.1:{upstream}/stream/v1",
                 }
-                proxy = start_modelway(services, workdir, "modelway", providers, 1, GATEWAY_CPU)
+                proxy = start_modelway(services, workdir, "modelway", providers, 1, GATEWAY_CPU, source)
                 path = CHAT_PATH
             url = f"http://127.0.0.1:{service_port(proxy)}{path}"
             body = STREAM_BODY if args.stream else CHAT_BODY
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             load.join(args.seconds + 60)
     finally:
         services.stop_all()
-    what = f"{args.target}, {'streaming' if args.stream else 'non-streaming'} at 32 connections"
+    what = f"{args.target}{suffix}, {'streaming' if args.stream else 'non-streaming'} at 32 connections"
     lines = [f"## Hotspots: {what}", "", f"`py-spy record --native -r {args.rate}` for {args.seconds} s.", ""]
     lines += summarize(read_stacks(raw))
     text = "\n".join(lines) + "\n"
