@@ -10,7 +10,6 @@ Failures surface as modelway's UpstreamError subclasses, never as socket or pars
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -48,7 +47,7 @@ class Connection(asyncio.Protocol):
         if response is None:  # bytes nobody asked for: the connection cannot be trusted
             self.abort()
             return
-        response.last_data_at = time.monotonic()
+        response.last_data_at = response.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -74,6 +73,8 @@ class Connection(asyncio.Protocol):
         response = self.response
         assert response is not None
         lowered = name.lower()
+        if lowered.startswith(b"x-ratelimit-"):
+            response.reports_quota = True
         if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
             response.framed = True
         if lowered == b"content-type":
@@ -123,7 +124,7 @@ class Connection(asyncio.Protocol):
 class Response(UpstreamResponse):
     """An upstream answer being received on a Connection."""
 
-    def __init__(self, connection: Connection, timeout_s: float, idle: bool) -> None:
+    def __init__(self, connection: Connection, loop: asyncio.AbstractEventLoop, timeout_s: float, idle: bool) -> None:
         self.connection = connection
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -138,12 +139,11 @@ class Response(UpstreamResponse):
         self._waiter: asyncio.Future[None] | None = None
         self._released = False
         # `idle`: timeout_s bounds each gap between bytes (streams); otherwise the whole exchange.
-        loop = asyncio.get_running_loop()
-        self._loop = loop
+        self.loop = loop
         self._timeout_s = timeout_s
         self._idle = idle
-        self.last_data_at = time.monotonic()
-        self._timer: asyncio.TimerHandle | None = loop.call_at(loop.time() + timeout_s, self._on_timer)
+        self.last_data_at = now = loop.time()
+        self._timer: asyncio.TimerHandle | None = loop.call_at(now + timeout_s, self._on_timer)
 
     # fed by the Connection
     def headers_received(self) -> None:
@@ -188,12 +188,12 @@ class Response(UpstreamResponse):
         self._timer = None
         if self.done or self.error is not None:
             return
-        loop = self._loop
+        loop = self.loop
         if self._idle:
             # Re-arm for the remainder of the gap since the last byte instead of per chunk.
-            wait_more = self.last_data_at + self._timeout_s - time.monotonic()
-            if wait_more > 0.001:
-                self._timer = loop.call_at(loop.time() + wait_more, self._on_timer)
+            deadline = self.last_data_at + self._timeout_s
+            if deadline - loop.time() > 0.001:
+                self._timer = loop.call_at(deadline, self._on_timer)
                 return
         what = "no next chunk" if self.started else "no response"
         self.fail(UpstreamTimeout(f"{self.connection.pool.name}: {what} within {self._timeout_s:g} s"))
@@ -205,7 +205,7 @@ class Response(UpstreamResponse):
             self._timer = None
 
     async def _wait(self) -> None:
-        self._waiter = self._loop.create_future()
+        self._waiter = self.loop.create_future()
         try:
             await self._waiter
         finally:

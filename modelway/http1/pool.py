@@ -45,6 +45,7 @@ class HostPool:
     ) -> None:
         self.name = name
         self.origin = origin
+        self.host_header = origin.host_header
         self.idle_limit = idle_limit if keepalive else 0
         self.keepalive_timeout_s = keepalive_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -92,12 +93,13 @@ class HostPool:
 
     async def request(self, payload: bytes, timeout_s: float, idle: bool) -> Response:
         """Send one request and wait for the response headers."""
+        loop = asyncio.get_running_loop()
         connection = self._take_idle()
         reused = connection is not None
         while True:
             if connection is None:
                 connection = await self._connect()
-            response = Response(connection, timeout_s, idle)
+            response = Response(connection, loop, timeout_s, idle)
             connection.send(payload, response)
             try:
                 await response.wait_headers()

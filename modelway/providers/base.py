@@ -54,6 +54,7 @@ class UpstreamResponse(ABC):
     status: int
     headers: list[tuple[bytes, bytes]]  # relayable: hop-by-hop and server-owned removed
     content_type: str
+    reports_quota = False  # carries x-ratelimit-* headers worth reading
 
     @property
     def is_event_stream(self) -> bool:

@@ -50,6 +50,9 @@ class CredentialPool:
         return None
 
     def has_usable(self, now: float, exclude: set[int] | frozenset[int] = frozenset()) -> bool:
+        if not self.pooled:  # the common case, on every candidate of every request
+            only = self.credentials[0]
+            return not only.disabled and only.cooled_until <= now and (not exclude or 0 not in exclude)
         return any(c.index not in exclude and c.usable(now) for c in self.credentials)
 
     def soonest_usable_at(self) -> float | None:

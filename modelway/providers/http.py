@@ -122,7 +122,7 @@ class HttpProvider(Provider):
     def request_bytes(self, request: UpstreamRequest, credential: ProviderAuth) -> bytes:
         fixed, overridden = self._head_for(credential)
         body = request.body
-        parts = [b"POST ", self.target_for(request, credential), b" HTTP/1.1\r\nHost: ", self._pool.origin.host_header,
+        parts = [b"POST ", self.target_for(request, credential), b" HTTP/1.1\r\nHost: ", self._pool.host_header,
                  b"\r\n"]
         for name, value in request.headers:
             if name not in overridden:

@@ -109,9 +109,10 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
             )
         raise
     record.headers_at = now = time.monotonic()
-    low = low_until(upstream.headers, now)
-    if low is not None:
-        deployment.stats.quota_low_until = low
+    if upstream.reports_quota:
+        low = low_until(upstream.headers, now)
+        if low is not None:
+            deployment.stats.quota_low_until = low
     answer = Answer(route, deployment, upstream, started)
     try:
         if upstream.is_event_stream and upstream.status < 300:
