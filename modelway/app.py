@@ -9,12 +9,15 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from modelway.config import load_config
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
 from modelway.failover.chain import usable
+from modelway.metrics import build_registry
 from modelway.proxy import pipeline
 from modelway.proxy.body import Receive
-from modelway.proxy.responses import Send, send_error, send_json
+from modelway.proxy.responses import Send, send_bytes, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
 
 log = logging.getLogger("modelway")
@@ -61,7 +64,14 @@ async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> No
     await send_json(send, 200, {"object": "list", "data": data})
 
 
+async def metrics(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    registry = build_registry(runtime.metrics, lambda: runtime)
+    body = generate_latest(registry)
+    await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+
 GET_ROUTES: dict[str, Handler] = {
+    "/metrics": metrics,
     "/health": health,
     "/ready": ready,
     "/v1/models": list_models,

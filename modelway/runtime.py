@@ -22,6 +22,7 @@ from modelway.failover.probe import HealthProber
 from modelway.importing import resolve
 from modelway.loadmetrics import build_source
 from modelway.mapping import ModelMapper
+from modelway.metrics import Metrics
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
 from modelway.proxy.auth import ClientKeys
@@ -64,6 +65,7 @@ class Runtime:
         self.mapper = ModelMapper(config.model_mapping)
         routing = config.routing
         self.failover = Failover(routing)
+        self.metrics = Metrics()
         self.selected_provider_header = routing.selected_provider_header
         self.rewrite_response_model = config.server.response_model == "requested"
         self.max_body_bytes = config.server.max_body_bytes
@@ -123,6 +125,17 @@ class Runtime:
             await provider.close()
         if self.metrics_source is not None:
             await self.metrics_source.close()
+
+    def is_usable(self, deployment: Deployment) -> bool:
+        return usable(deployment)
+
+    def extra_deployments(self) -> list[Deployment]:
+        """Deployments built on demand (discovered models, routers' deployment decisions)."""
+        routes = [*self._discovered_routes.values(), *self.router_routes.values()]
+        return [d for route in routes for d in route.deployments]
+
+    def state_backend_errors(self) -> int:
+        return 0  # the memory backend cannot fail; the Redis state backend will count here
 
     def healthy_deployments(self) -> int:
         return sum(1 for route in self.models.values() for d in route.deployments if usable(d))

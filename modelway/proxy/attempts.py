@@ -131,8 +131,10 @@ class AttemptLoop:
     def settle(self, record: AttemptRecord, result: Answer | UpstreamError) -> Answer | None:
         """The answer if this exchange won; None when it failed (and was recorded)."""
         deployment = record.deployment
+        metrics = self.ctx.runtime.metrics
         if isinstance(result, UpstreamError):
             record.error = result.kind
+            metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
             self.failover.error(deployment, result.kind)
             if result.kind not in self.failover.retry_on:
                 self.stop = True
@@ -140,6 +142,7 @@ class AttemptLoop:
         answer = result
         status = answer.upstream.status
         record.status = status
+        metrics.attempt(self.ctx.requested_model, deployment.provider.name, "ok" if status < 400 else str(status))
         if self.failover.status(deployment, record.credential, status, answer.upstream.headers):
             self.rekey.add(deployment.index)
         elif status not in self.failover.retry_on:

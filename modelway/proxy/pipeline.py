@@ -100,6 +100,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
     except ClientGone:
         return
     except GatewayError as exc:
+        runtime.metrics.rejected(ctx.requested_model if ctx is not None else "", exc.status)
         await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
         return
     work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
@@ -110,6 +111,7 @@ async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
     try:
         answer: Answer = await attempt(ctx, route)
     except GatewayError as exc:
+        ctx.runtime.metrics.rejected(ctx.requested_model, exc.status)
         await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
         return
     await relay(ctx, answer, send)

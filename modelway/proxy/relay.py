@@ -3,12 +3,15 @@ arrives. Bytes are copied untouched unless `response_model: requested` asks for 
 
 from __future__ import annotations
 
+import time
+
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
 from modelway.proxy.attempts import Answer
 from modelway.proxy.context import RequestContext
 from modelway.proxy.responses import Send, send_bytes, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
+from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usage
 
 
 def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, bytes]]:
@@ -23,6 +26,17 @@ def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, byte
     ]
 
 
+def record(ctx: RequestContext, answer: Answer, status: int | str, usage: tuple[int, int] | None) -> None:
+    metrics = ctx.runtime.metrics
+    deployment = answer.deployment
+    model = ctx.requested_model
+    metrics.request(
+        model, deployment.provider.name, status, time.monotonic() - answer.started_at, answer.ttft_s
+    )
+    if usage is not None:
+        metrics.usage(model, deployment, *usage)
+
+
 async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
     upstream = answer.upstream
     status = upstream.status
@@ -34,21 +48,34 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
         await send_bytes(send, status, body, headers)
+        record(ctx, answer, status, usage_from_body(body) if status < 300 else None)
         return
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})
     rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
+    usage = StreamUsage() if wants_stream_usage(ctx.payload) else None
     chunk = answer.first_chunk
     try:
-        if rewriter is None:
+        if rewriter is None and usage is None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             async for chunk in answer.rest:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        elif rewriter is None:
+            assert usage is not None
+            usage.feed(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async for chunk in answer.rest:
+                usage.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         else:
+            if usage is not None:
+                usage.feed(chunk)
             chunk = rewriter.feed(chunk)
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             async for raw in answer.rest:
+                if usage is not None:
+                    usage.feed(raw)
                 chunk = rewriter.feed(raw)
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -63,7 +90,9 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
         error = cls(f"upstream stream from {answer.deployment.name} broke off: {exc.message}",
                     code="stream_broken")
         await send({"type": "http.response.body", "body": sse_error_event(error, ctx.anthropic), "more_body": False})
+        record(ctx, answer, "stream_broken", None)
         return
     finally:
         answer.finish(ok=True)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+    record(ctx, answer, status, usage.found if usage is not None else None)

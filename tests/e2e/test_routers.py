@@ -18,7 +18,7 @@ from typing import Any
 import openai
 import pytest
 from support.gateway import Gateway
-from support.http import Reply, post_json
+from support.http import Reply, post_json, request
 from support.upstream import Behaviour, Upstream
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -117,6 +117,9 @@ def test_exception_is_logged_and_the_next_router_runs(gateway: Gateway) -> None:
     assert alpha["verdict"] == "model"
     logs = wait_for_log(gateway, "first was told")
     assert "router 'first' skipped: raised RuntimeError: first was told to fail" in logs
+    metrics = request(gateway.url, "GET", "/metrics").body.decode()
+    counted = [line for line in metrics.splitlines() if line.startswith('modelway_router_errors_total{router="first"}')]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1
 
 
 def wait_for_log(gateway: Gateway, needle: str) -> str:

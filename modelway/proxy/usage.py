@@ -1,0 +1,65 @@
+"""Token usage read from answers, for the tokens and cost metrics.
+
+A non-stream answer is searched for `"usage"` (and parsed only when it is there). A
+stream is read only when the client asked for usage (`stream_options.include_usage`):
+otherwise chunks are copied without being looked at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+MARK = b'"usage"'
+MAX_TAIL = 64 * 1024
+
+
+def usage_of(payload: Any) -> tuple[int, int] | None:
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
+    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return prompt, completion
+
+
+def usage_from_body(body: bytes) -> tuple[int, int] | None:
+    if MARK not in body:
+        return None
+    try:
+        return usage_of(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+class StreamUsage:
+    """Finds the usage event of an SSE stream across chunk boundaries."""
+
+    __slots__ = ("_tail", "found")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.found: tuple[int, int] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk if self._tail else chunk
+        cut = data.rfind(b"\n") + 1
+        self._tail = data[cut:][-MAX_TAIL:]
+        if MARK not in data[:cut]:
+            return
+        for line in data[:cut].split(b"\n"):
+            if MARK in line and line.startswith(b"data:"):
+                try:
+                    found = usage_of(orjson.loads(line[5:]))
+                except orjson.JSONDecodeError:
+                    continue
+                if found is not None:
+                    self.found = found
+
+
+def wants_stream_usage(payload: dict[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
