@@ -36,6 +36,8 @@ from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
 from modelway.runtime import ModelRoute, Runtime
 
+WATCH_AFTER_S = 0.02  # disconnects are noticed at once after this; earlier, within it
+
 # Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
 # and ones modelway sets itself.
 NOT_FORWARDED = HOP_BY_HOP | {
@@ -146,33 +148,59 @@ async def resolve_route(ctx: RequestContext) -> ModelRoute | ExecutorCall:
     return route
 
 
-async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run `work` in this task, cancelling it as soon as the client disconnects.
+class DisconnectWatch:
+    """Cancels the request's task the moment the client disconnects.
 
-    One watcher task waits on `receive()`; uvicorn answers it with http.disconnect when the
-    client goes away, or once our response is complete — by then `finished` is set, and
-    the watcher is cancelled before it can run, as nothing awaits after the last send.
+    A watcher task waits on `receive()`, which uvicorn answers with http.disconnect when the
+    client goes away (or once our response is complete: by then `finished` is set and the
+    watcher is cancelled before it runs, as nothing awaits after the last send). Most
+    answers are done within WATCH_AFTER_S, so the watcher is only started after that:
+    short requests never pay for a task, and long ones are still cancelled at once.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    state = {"finished": False, "disconnected": False}
 
-    async def watch() -> None:
+    __slots__ = ("disconnected", "finished", "loop", "receive", "task", "timer", "watcher")
+
+    def __init__(self, task: asyncio.Task[Any], receive: Receive) -> None:
+        self.task = task
+        self.receive = receive
+        self.finished = False
+        self.disconnected = False
+        self.loop = asyncio.get_running_loop()
+        self.watcher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = self.loop.call_later(WATCH_AFTER_S, self.start)
+
+    def start(self) -> None:
+        self.timer = None
+        if not self.finished:
+            self.watcher = self.loop.create_task(self.watch())
+
+    async def watch(self) -> None:
         while True:
-            message = await receive()
+            message = await self.receive()
             if message["type"] == "http.disconnect":
-                if not state["finished"]:
-                    state["disconnected"] = True
-                    task.cancel()
+                if not self.finished:
+                    self.disconnected = True
+                    self.task.cancel()
                 return
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def stop(self) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> None:
+    """Run `work` in this task, cancelling it as soon as the client disconnects."""
+    task = asyncio.current_task()
+    assert task is not None
+    watch = DisconnectWatch(task, receive)
     try:
         await work
     except asyncio.CancelledError:
-        if not state["disconnected"]:
+        if not watch.disconnected:
             raise
         task.uncancel()  # the client left: nothing to answer, nothing to propagate
     finally:
-        state["finished"] = True
-        watcher.cancel()
+        watch.stop()

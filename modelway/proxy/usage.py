@@ -7,6 +7,7 @@ otherwise chunks are copied without being looked at.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -26,13 +27,21 @@ def usage_of(payload: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
+USAGE_FIELD = re.compile(rb'"(prompt_tokens|input_tokens|completion_tokens|output_tokens)"\s*:\s*(\d+)')
+
+
 def usage_from_body(body: bytes) -> tuple[int, int] | None:
-    if MARK not in body:
+    """Token counts of a JSON answer, read from its `usage` object without parsing the whole
+    answer (usage comes last in OpenAI's and Anthropic's answers; this runs on every one)."""
+    at = body.rfind(MARK)
+    if at < 0:
         return None
-    try:
-        return usage_of(orjson.loads(body))
-    except orjson.JSONDecodeError:
+    found = {name: int(value) for name, value in USAGE_FIELD.findall(body, at)}
+    if not found:
         return None
+    prompt = found.get(b"prompt_tokens", found.get(b"input_tokens", 0))
+    completion = found.get(b"completion_tokens", found.get(b"output_tokens", 0))
+    return prompt, completion
 
 
 class StreamUsage:

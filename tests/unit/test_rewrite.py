@@ -39,3 +39,20 @@ def test_sse_whole_lines_go_out_with_their_chunk() -> None:
     rewriter = SSEModelRewriter("asked")
     assert rewriter.feed(b'data: {"model":"up"}\n\ndata: {"mo') == b'data: {"model":"asked"}\n\n'
     assert rewriter.feed(b'del":"up"}\n\n') == b'data: {"model":"asked"}\n\n'
+
+
+def test_usage_read_from_the_end_of_an_answer() -> None:
+    from modelway.proxy.usage import StreamUsage, usage_from_body
+
+    body = orjson.dumps({
+        "choices": [{"message": {"content": 'say "usage": "prompt_tokens": 999'}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46,
+                  "completion_tokens_details": {"reasoning_tokens": 5}},
+    })
+    assert usage_from_body(body) == (12, 34)
+    assert usage_from_body(b'{"usage": {"input_tokens": 3, "output_tokens": 4}}') == (3, 4)
+    assert usage_from_body(b'{"choices": []}') is None
+    stream = StreamUsage()
+    stream.feed(b'data: {"choices": []}\n\ndata: {"choices": [], "us')
+    stream.feed(b'age": {"prompt_tokens": 5, "completion_tokens": 6}}\n\n')
+    assert stream.found == (5, 6)
