@@ -52,7 +52,9 @@ class Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.reusable = False
-            response.fail(UpstreamBrokenStream(f"{self.pool.name}: invalid HTTP response ({exc})"))
+            # Before the head is complete nothing reached the client, so it may be retried.
+            cls = UpstreamBrokenStream if response.started else UpstreamConnectError
+            response.fail(cls(f"{self.pool.name}: invalid HTTP response ({exc})"))
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -136,6 +138,7 @@ class Response(UpstreamResponse):
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
+        self._streaming = False  # only a consumer of chunks() pauses the socket; read() wants it all
         self._waiter: asyncio.Future[None] | None = None
         self._released = False
         # `idle`: timeout_s bounds each gap between bytes (streams); otherwise the whole exchange.
@@ -153,7 +156,7 @@ class Response(UpstreamResponse):
     def feed(self, body: bytes) -> None:
         self._buffer.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused:
+        if self._streaming and self._buffered > HIGH_WATER and not self._paused:
             self._paused = True
             self.connection.pause_reading()
         self._wake()
@@ -230,6 +233,7 @@ class Response(UpstreamResponse):
 
     async def chunks(self) -> AsyncIterator[bytes]:
         buffer = self._buffer
+        self._streaming = True
         while True:
             if buffer:
                 chunk = buffer.popleft()

@@ -1,0 +1,125 @@
+"""The forwarding client against upstreams that answer in unusual but legal (or broken)
+ways, served by a raw socket server so every byte is ours."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import orjson
+import pytest
+from support.gateway import Gateway
+from support.http import post_json
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+Script = Callable[[socket.socket], None]
+
+
+class RawUpstream:
+    """Accepts connections and answers each request by the script its model names."""
+
+    def __init__(self, scripts: dict[str, Script]) -> None:
+        self.scripts = scripts
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length"))
+            while len(body) < length:
+                body += conn.recv(65536)
+            self.scripts[orjson.loads(body)["model"]](conn)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def close_delimited(conn: socket.socket) -> None:
+    conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"answer": "until close"}')
+
+
+def garbage(conn: socket.socket) -> None:
+    conn.sendall(b"this is not HTTP at all\r\n\r\n")
+
+
+BIG = b'{"blob": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+
+
+def big_body(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BIG) + BIG)
+
+
+def big_stream(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    event = b"data: " + orjson.dumps({"choices": [{"delta": {"content": "y" * 4000}}]}) + b"\n\n"
+    for _ in range(1000):  # ~4 MB
+        conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+    done = b"data: [DONE]\n\n"
+    conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+
+
+@pytest.fixture(scope="module")
+def raw() -> Iterator[RawUpstream]:
+    server = RawUpstream(
+        {"close": close_delimited, "garbage": garbage, "big": big_body, "big-stream": big_stream}
+    )
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(raw: RawUpstream) -> Iterator[Gateway]:
+    config = {
+        "providers": [{"name": "raw", "kind": "openai-compatible", "base_url": f"http://127.0.0.1:{raw.port}/v1"}],
+        "models": [{"name": name, "deployments": [{"provider": "raw"}]} for name in raw.scripts],
+        "routing": {"retries": 0},
+    }
+    with Gateway(config) as gw:
+        yield gw
+
+
+def test_body_delimited_by_connection_close(gateway: Gateway) -> None:
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "close", **CHAT})
+    assert reply.status == 200
+    assert reply.json() == {"answer": "until close"}
+
+
+def test_an_answer_that_is_not_http_is_a_502(gateway: Gateway) -> None:
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "garbage", **CHAT})
+    assert reply.status == 502
+    message = reply.json()["error"]["message"]
+    assert "raw" in message and "connect_error" in message
+
+
+def test_a_large_body_is_relayed_whole(gateway: Gateway) -> None:
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "big", **CHAT})
+    assert reply.status == 200
+    assert reply.body == BIG
+
+
+def test_a_large_stream_is_relayed_whole(gateway: Gateway) -> None:
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "big-stream", "stream": True, **CHAT})
+    assert reply.status == 200
+    events = [e for e in reply.body.split(b"\n\n") if e]
+    assert len(events) == 1001
+    assert events[-1] == b"data: [DONE]"
+    assert all(len(orjson.loads(e[6:])["choices"][0]["delta"]["content"]) == 4000 for e in events[:-1])
