@@ -6,6 +6,7 @@ request it receives."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,8 +41,15 @@ class Behaviour:
 
 
 class Upstream:
-    def __init__(self, name: str = "upstream", models: list[str] | None = None, keepalive_s: float = 75.0) -> None:
+    def __init__(
+        self,
+        name: str = "upstream",
+        models: list[str] | None = None,
+        keepalive_s: float = 75.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.name = name
+        self.ssl_context = ssl_context
         self.keepalive_s = keepalive_s
         self.models = models or []
         self.behaviour = Behaviour()
@@ -55,7 +63,8 @@ class Upstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> Upstream:
         self._thread.start()
@@ -85,7 +94,7 @@ class Upstream:
             app, access_log=None, handler_cancellation=True, keepalive_timeout=self.keepalive_s
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
