@@ -78,9 +78,19 @@ class AuthConfig(Strict):
     forward_auth: ForwardAuth | None = None
 
 
+def single_line_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers go out as raw bytes: a line break in a name or value would split the request."""
+    for name, value in headers.items():
+        if not name or any(c in name for c in "\r\n:") or any(c in value for c in "\r\n"):
+            raise ValueError(f"header {name!r} must be one line with a non-empty name and no ':' in it")
+    return headers
+
+
 class ProviderAuth(Strict):
     header: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)
+
+    _one_line = field_validator("header")(single_line_headers)
 
 
 class SimulationConfig(Strict):
@@ -113,6 +123,8 @@ class ProviderConfig(Strict):
     ssl_verify: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
     simulate: SimulationConfig | None = None
+
+    _one_line = field_validator("headers")(single_line_headers)
 
     @field_validator("base_url", "endpoint", "metrics_url")
     @classmethod

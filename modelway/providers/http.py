@@ -18,12 +18,7 @@ import orjson
 from yarl import URL
 
 from modelway.config.schema import ProviderAuth, ProviderConfig
-from modelway.errors import (
-    UpstreamBrokenStream,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from modelway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from modelway.http1.pool import HostPool, Origin
 from modelway.providers import DEFAULT_BASE_URLS, DEFAULT_MODELS_PATHS
 from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse
@@ -34,24 +29,18 @@ DISCOVERY_TIMEOUT_S = 10.0
 
 
 @contextlib.contextmanager
-def map_client_errors(provider: str, *, started: bool) -> Iterator[None]:
-    """Translate aiohttp failures; `started` says whether the response had begun."""
+def map_client_errors(provider: str) -> Iterator[None]:
+    """Translate the failures of an aiohttp exchange (discovery, probes)."""
     try:
         yield
     except UpstreamError:
         raise
     except TimeoutError:
-        what = "no next chunk" if started else "no response"
-        raise UpstreamTimeout(f"{provider}: {what} within timeout") from None
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        if started:
-            raise UpstreamBrokenStream(f"{provider}: response broke off ({type(exc).__name__})") from None
-        raise UpstreamConnectError(f"{provider}: connection failed ({type(exc).__name__})") from None
+        raise UpstreamTimeout(f"{provider}: no response within timeout") from None
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamConnectError(f"{provider}: cannot connect ({exc.os_error.strerror or 'error'})") from None
     except (aiohttp.ClientError, OSError) as exc:
-        cls = UpstreamBrokenStream if started else UpstreamConnectError
-        raise cls(f"{provider}: {type(exc).__name__}") from None
+        raise UpstreamConnectError(f"{provider}: connection failed ({type(exc).__name__})") from None
 
 
 class HttpProvider(Provider):
@@ -64,9 +53,8 @@ class HttpProvider(Provider):
         self.endpoint = URL(config.endpoint) if config.endpoint else None
         self.models_path = config.models_path or DEFAULT_MODELS_PATHS.get(config.kind) or self.default_models_path
         self._timeout_s = config.timeout_ms / 1000
-        target_origin = self.endpoint if self.endpoint is not None else URL(self.base_url)
-        origin = Origin(target_origin.scheme, target_origin.host or "", target_origin.explicit_port or
-                        (443 if target_origin.scheme == "https" else 80))
+        target = self.endpoint if self.endpoint is not None else URL(self.base_url)
+        origin = Origin(target.scheme, target.host or "", target.port or 80)
         self._pool = HostPool(
             self.name,
             origin,
@@ -167,7 +155,7 @@ class HttpProvider(Provider):
             url = url.update_query(auth.query)
         headers = {**self.config.headers, **auth.header}
         timeout = aiohttp.ClientTimeout(total=min(DISCOVERY_TIMEOUT_S, self.config.timeout_ms / 1000))
-        with map_client_errors(self.name, started=False):
+        with map_client_errors(self.name):
             async with session.get(url, headers=headers, timeout=timeout) as response:
                 return response.status, await response.read()
 

@@ -153,3 +153,10 @@ def test_secrets_never_in_errors() -> None:
     text = text.replace("kind: vllm", "kind: vllm, timeout_ms: -5")
     found = errors_of(text)
     assert found and not any("sk-very-secret" in e for e in found)
+
+
+def test_header_values_must_be_one_line_and_stay_secret() -> None:
+    text = MINIMAL.replace("base_url:", 'auth: {header: {Authorization: "Bearer sk-1\\r\\nX-Evil: 1"}}, base_url:')
+    (found,) = errors_of(text)
+    assert found.startswith("providers[0].auth.header: header 'Authorization' must be one line")
+    assert "sk-1" not in found
