@@ -55,33 +55,22 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
     rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
     usage = StreamUsage() if wants_stream_usage(ctx.payload) else None
     chunk = answer.first_chunk
+    rest = answer.rest
     try:
-        if rewriter is None and usage is None:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            async for chunk in answer.rest:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        elif rewriter is None:
-            assert usage is not None
-            usage.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            async for chunk in answer.rest:
-                usage.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        else:
+        while True:
             if usage is not None:
                 usage.feed(chunk)
-            chunk = rewriter.feed(chunk)
+            if rewriter is not None:
+                chunk = rewriter.feed(chunk)
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            async for raw in answer.rest:
-                if usage is not None:
-                    usage.feed(raw)
-                chunk = rewriter.feed(raw)
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            tail = rewriter.flush()
-            if tail:
-                await send({"type": "http.response.body", "body": tail, "more_body": True})
+            try:
+                chunk = await anext(rest)
+            except StopAsyncIteration:
+                break
+        tail = rewriter.flush() if rewriter is not None else b""
+        if tail:
+            await send({"type": "http.response.body", "body": tail, "more_body": True})
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].
         answer.finish(ok=False, error=exc.kind)
