@@ -71,8 +71,11 @@ def print_config_errors(exc: ConfigError) -> None:
 
 def check_config(path: str) -> int:
     from modelway.config import load_config
+    from modelway.config.pending import not_yet_enforced
 
     config = load_config(path)
+    for warning in not_yet_enforced(config):
+        print(f"warning: {warning}", file=sys.stderr)
     deployments = sum(len(m.deployments) for m in config.models)
     print(f"{path}: valid ({len(config.providers)} providers, {len(config.models)} models, {deployments} deployments)")
     return 0

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from modelway.failover.chain import usable
+
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
     from modelway.runtime import Runtime
@@ -106,14 +108,17 @@ class MetricsCollector(Collector):
         yield _counter("modelway_tokens", "Tokens by direction", ["model", "provider", "direction"], m.tokens)
         yield _counter("modelway_cost_usd", "Cost in USD at configured prices", ["model", "provider"], m.cost)
         inflight: defaultdict[str, int] = defaultdict(int)
-        healthy = GaugeMetricFamily(
-            "modelway_deployment_healthy", "1 when the deployment may take requests", labels=["model", "provider"]
-        )
+        up: dict[tuple[str, str], bool] = {}
         for route in runtime.models.values():
             for deployment in route.deployments:
                 inflight[deployment.provider.name] += deployment.stats.inflight
-                up = 1.0 if runtime.is_usable(deployment) else 0.0
-                healthy.add_metric([route.name, deployment.provider.name], up)
+                key = (route.name, deployment.provider.name)  # several deployments may share it: any usable
+                up[key] = up.get(key, False) or usable(deployment)
+        healthy = GaugeMetricFamily(
+            "modelway_deployment_healthy", "1 when the deployment may take requests", labels=["model", "provider"]
+        )
+        for (model, provider), ok in up.items():
+            healthy.add_metric([model, provider], 1.0 if ok else 0.0)
         for deployment in runtime.extra_deployments():
             inflight[deployment.provider.name] += deployment.stats.inflight
         gauge = GaugeMetricFamily("modelway_inflight", "Requests in flight per provider", labels=["provider"])

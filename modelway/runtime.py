@@ -51,6 +51,7 @@ class ModelRoute:
     groups: list[list[Deployment]] = field(default_factory=list)
     budget: RetryBudget = field(default_factory=RetryBudget)  # per public model, as Envoy's is per cluster
     observes: bool = True  # False when the strategy ignores outcomes: no Outcome is built per request
+    chain: list[ModelRoute] = field(default_factory=list)  # itself, then its fallbacks: set by the Runtime
 
     def __post_init__(self) -> None:
         priorities = sorted({d.priority for d in self.deployments}, reverse=True)
@@ -75,6 +76,8 @@ class Runtime:
         }
         self._indexes = itertools.count()
         self.models: dict[str, ModelRoute] = {m.name: self._build_route(m) for m in config.models}
+        for route in self.models.values():
+            route.chain = [route, *(self.models[n] for n in route.config.fallbacks if n in self.models)]
         self.discovery = Discovery(list(self.providers.values()))
         self.prober = HealthProber(
             list(self.providers.values()), routing.health_check.interval_s, routing.health_check.path
@@ -126,8 +129,10 @@ class Runtime:
         if self.metrics_source is not None:
             await self.metrics_source.close()
 
-    def is_usable(self, deployment: Deployment) -> bool:
-        return usable(deployment)
+    def metric_model(self, name: str) -> str:
+        """The model label of an answer modelway gave itself: names the client made up
+        (unknown models) would grow the metric series without bound, so they read ""."""
+        return name if name in self.models else ""
 
     def extra_deployments(self) -> list[Deployment]:
         """Deployments built on demand (discovered models, routers' deployment decisions)."""

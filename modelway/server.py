@@ -8,12 +8,15 @@ import os
 import uvicorn
 
 from modelway.config import load_config
+from modelway.config.pending import not_yet_enforced
 
 log = logging.getLogger("modelway")
 
 
 def run(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
     config = load_config(config_path)  # fail here, once, before any worker starts
+    for warning in not_yet_enforced(config):
+        log.warning("config: %s", warning)
     if config_path:
         os.environ["MODELWAY_CONFIG"] = os.path.abspath(config_path)
     else:

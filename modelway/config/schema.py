@@ -7,6 +7,7 @@ with the same YAML paths.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -78,11 +79,21 @@ class AuthConfig(Strict):
     forward_auth: ForwardAuth | None = None
 
 
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token
+
+
 def single_line_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers go out as raw bytes: a line break in a name or value would split the request."""
+    """Headers go out as raw bytes: a line break would split the request, and a value
+    must be encodable as Latin-1 (the bytes HTTP/1.1 carries). Errors never show values."""
     for name, value in headers.items():
-        if not name or any(c in name for c in "\r\n:") or any(c in value for c in "\r\n"):
-            raise ValueError(f"header {name!r} must be one line with a non-empty name and no ':' in it")
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} must be one line")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r} has characters HTTP headers cannot carry (use ASCII)") from None
     return headers
 
 

@@ -36,12 +36,8 @@ def usable(deployment: Deployment, now: float | None = None) -> bool:
 
 class RouteChain:
     def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
-        self.routes = [route]
-        models = ctx.runtime.models
-        for name in route.config.fallbacks:
-            fallback = models.get(name)
-            if fallback is not None:
-                self.routes.append(fallback)
+        # Routes built on demand (discovered models, routers' decisions) have no fallbacks.
+        self.routes = route.chain or [route]
 
     def _eligible(self, deployment: Deployment, tried: Tried, rekey: set[int], now: float) -> bool:
         used = tried.get(deployment.index)

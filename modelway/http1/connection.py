@@ -36,6 +36,7 @@ class Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.open = False
         self.reusable = True
+        self.informational = False  # inside a 1xx head, which precedes the real answer
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,6 +72,14 @@ class Connection(asyncio.Protocol):
         pass
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is None or response.done:
+            # A second answer to one request: the upstream is out of step with us. Stop
+            # parsing here (the answer already complete stays intact) and drop the socket.
+            self.reusable = False
+            raise UpstreamConnectError(f"{self.pool.name}: more bytes than one answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self.response
         assert response is not None
@@ -87,7 +96,14 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         response = self.response
         assert response is not None
-        response.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:  # 100 Continue, 103 Early Hints: the real answer follows
+            self.informational = True
+            response.headers.clear()
+            response.framed = False
+            response.content_type = ""
+            return
+        response.status = status
         if not self.parser.should_keep_alive():
             self.reusable = False
         response.headers_received()
@@ -98,6 +114,9 @@ class Connection(asyncio.Protocol):
         response.feed(body)
 
     def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
         response = self.response
         assert response is not None
         response.complete()
@@ -192,6 +211,9 @@ class Response(UpstreamResponse):
         if self.done or self.error is not None:
             return
         loop = self.loop
+        if self._paused:  # we stopped reading (the client is slow), not the upstream
+            self._timer = loop.call_at(loop.time() + self._timeout_s, self._on_timer)
+            return
         if self._idle:
             # Re-arm for the remainder of the gap since the last byte instead of per chunk.
             deadline = self.last_data_at + self._timeout_s
@@ -216,10 +238,12 @@ class Response(UpstreamResponse):
 
     # consumed by the exchange and the relay
     async def wait_headers(self) -> None:
-        while not self.started and self.error is None:
+        while not self.started and self.error is None and not self.done:
             await self._wait()
         if self.error is not None and not self.started:
             raise self.error
+        if not self.started:
+            raise UpstreamConnectError(f"{self.connection.pool.name}: an answer without a head")
 
     async def read(self) -> bytes:
         while not self.done:
@@ -240,6 +264,7 @@ class Response(UpstreamResponse):
                 self._buffered -= len(chunk)
                 if self._paused and self._buffered < LOW_WATER:
                     self._paused = False
+                    self.last_data_at = self.loop.time()  # the idle gap starts again from here
                     self.connection.resume_reading()
                 yield chunk
             elif self.done:

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from modelway.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from modelway.errors import UpstreamConnectError, UpstreamTimeout
 from modelway.http1.connection import Connection, Response
 
 
@@ -81,9 +81,18 @@ class HostPool:
             raise UpstreamConnectError(f"{self.name}: cannot connect ({exc.strerror or type(exc).__name__})") from None
         return connection
 
+    def _expire(self, now: float) -> None:
+        """Close idle connections older than keepalive_timeout (the oldest sit on the left)."""
+        idle = self._idle
+        horizon = now - self.keepalive_timeout_s
+        while idle and idle[0][1] <= horizon:
+            idle.popleft()[0].abort()
+
     def _take_idle(self) -> Connection | None:
         idle = self._idle
-        horizon = time.monotonic() - self.keepalive_timeout_s
+        now = time.monotonic()
+        self._expire(now)
+        horizon = now - self.keepalive_timeout_s
         while idle:
             connection, released_at = idle.pop()
             if connection.open and connection.reusable and released_at > horizon:
@@ -104,8 +113,8 @@ class HostPool:
             try:
                 await response.wait_headers()
             except UpstreamConnectError:
+                response.close()
                 if reused and not response.started:
-                    response.close()
                     connection, reused = None, False  # a stale keep-alive socket: once more, fresh
                     continue
                 raise
@@ -124,7 +133,9 @@ class HostPool:
             and connection.reusable
             and len(self._idle) < self.idle_limit
         ):
-            self._idle.append((connection, time.monotonic()))
+            now = time.monotonic()
+            self._expire(now)
+            self._idle.append((connection, now))
         else:
             connection.abort()
 
@@ -135,4 +146,4 @@ class HostPool:
             connection.abort()
 
 
-__all__ = ["HostPool", "Origin", "UpstreamError"]
+__all__ = ["HostPool", "Origin"]

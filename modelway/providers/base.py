@@ -36,10 +36,6 @@ SERVER_OWNED = frozenset({b"date", b"server"})
 RESPONSE_SKIP = HOP_BY_HOP | SERVER_OWNED
 
 
-def relayable(raw_headers: Any) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in raw_headers if k.lower() not in RESPONSE_SKIP]
-
-
 @dataclass(slots=True)
 class UpstreamRequest:
     path: str  # relative to the provider's base_url, e.g. "chat/completions"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from modelway.deployment import Deployment
-from modelway.errors import UpstreamError
+from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
@@ -122,6 +122,11 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
             answer.ttft_s = time.monotonic() - started
         else:
             answer.body = await upstream.read()
+    except UpstreamBrokenStream as exc:
+        # Broken after the head but before a byte was relayed: as retryable as a refused
+        # connection (a broken_stream is never retried, as bytes reached the client then).
+        answer.finish(ok=False, error=UpstreamConnectError.kind)
+        raise UpstreamConnectError(f"{exc.message} (before the first byte)") from None
     except BaseException as exc:
         answer.finish(ok=False, error=exc.kind if isinstance(exc, UpstreamError) else "cancelled")
         raise

@@ -68,6 +68,11 @@ def upstream_path(path: str) -> str:
     return path.lstrip("/")
 
 
+def has_dot_segment(path: str) -> bool:
+    """"/v1/../admin" would leave the provider's base_url once joined to it."""
+    return any(segment in (".", "..") for segment in path.split("/"))
+
+
 def is_anthropic_path(path: str) -> bool:
     return path.endswith("/messages") or "/messages/" in path
 
@@ -77,6 +82,8 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
     anthropic = is_anthropic_path(path)
     ctx: RequestContext | None = None
     try:
+        if "/." in path and has_dot_segment(path):
+            raise BadRequest(f"path {path[:100]!r} has a '.' or '..' segment", code="invalid_path")
         headers, forward = split_headers(scope["headers"])
         body = await read_body(receive, headers.get("content-length"), runtime.max_body_bytes)
         check_content_type(headers.get("content-type"))
@@ -102,7 +109,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
     except ClientGone:
         return
     except GatewayError as exc:
-        runtime.metrics.rejected(ctx.requested_model if ctx is not None else "", exc.status)
+        runtime.metrics.rejected(runtime.metric_model(ctx.requested_model if ctx is not None else ""), exc.status)
         await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
         return
     work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
@@ -113,7 +120,7 @@ async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
     try:
         answer: Answer = await attempt(ctx, route)
     except GatewayError as exc:
-        ctx.runtime.metrics.rejected(ctx.requested_model, exc.status)
+        ctx.runtime.metrics.rejected(ctx.runtime.metric_model(ctx.requested_model), exc.status)
         await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
         return
     await relay(ctx, answer, send)

@@ -26,6 +26,9 @@ def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, byte
     ]
 
 
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the request
+
+
 def record(ctx: RequestContext, answer: Answer, status: int | str, usage: tuple[int, int] | None) -> None:
     metrics = ctx.runtime.metrics
     deployment = answer.deployment
@@ -47,8 +50,8 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
-        await send_bytes(send, status, body, headers)
         record(ctx, answer, status, usage_from_body(body) if status < 300 else None)
+        await send_bytes(send, status, body, headers)
         return
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -56,6 +59,7 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
     usage = StreamUsage() if wants_stream_usage(ctx.payload) else None
     chunk = answer.first_chunk
     rest = answer.rest
+    relayed = False
     try:
         while True:
             if usage is not None:
@@ -71,6 +75,7 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
         tail = rewriter.flush() if rewriter is not None else b""
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
+        relayed = True
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].
         answer.finish(ok=False, error=exc.kind)
@@ -82,6 +87,10 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
         record(ctx, answer, "stream_broken", None)
         return
     finally:
-        answer.finish(ok=True)
+        if not answer.finished:
+            # Not relayed to the end only when the client left: no verdict on the deployment.
+            answer.finish(ok=True, observe=relayed)
+            if not relayed:
+                record(ctx, answer, CLIENT_CLOSED, None)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     record(ctx, answer, status, usage.found if usage is not None else None)

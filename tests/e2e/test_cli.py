@@ -103,3 +103,16 @@ def test_the_shipped_example_config_is_valid() -> None:
     result = modelway("check", "--config", str(example), env=env)
     assert result.returncode == 0, result.stderr
     assert "10 models" in result.stdout
+
+
+def test_check_warns_about_accepted_but_not_yet_enforced_settings(tmp_path: Path) -> None:
+    path = tmp_path / "pending.yaml"
+    path.write_text(
+        "auth:\n  keys: [{name: a, key: k, rpm: 10}]\n  forward_auth: {url: 'http://127.0.0.1:9/check'}\n"
+        "providers: [{name: p, kind: vllm, base_url: 'http://127.0.0.1:9/v1'}]\n"
+        "models: [{name: m, deployments: [{provider: p}]}]\n"
+    )
+    result = modelway("check", "--config", str(path))
+    assert result.returncode == 0  # valid: these keys parse, they just do nothing yet
+    assert "warning: auth.forward_auth" in result.stderr
+    assert "warning: auth.keys[0]: rpm/tpm limits are not enforced yet" in result.stderr

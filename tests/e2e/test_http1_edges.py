@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 import orjson
 import pytest
 from support.gateway import Gateway
-from support.http import post_json
+from support.http import post_json, request
+from support.upstream import Upstream
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 Script = Callable[[socket.socket], None]
@@ -77,21 +78,57 @@ def big_stream(conn: socket.socket) -> None:
     conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
 
 
+def two_answers(conn: socket.socket) -> None:
+    # A complete answer, then bytes of a second one nobody asked for.
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nhi"
+        b"HTTP/1.1 500 Oops\r\nX-Evil: yes\r\nContent-Length: 30\r\n\r\nabc"
+    )
+
+
+def early_hints(conn: socket.socket) -> None:
+    conn.sendall(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"ok\": true}"
+    )
+
+
+def cut_short(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"part")
+
+
 @pytest.fixture(scope="module")
 def raw() -> Iterator[RawUpstream]:
     server = RawUpstream(
-        {"close": close_delimited, "garbage": garbage, "big": big_body, "big-stream": big_stream}
+        {
+            "close": close_delimited,
+            "garbage": garbage,
+            "big": big_body,
+            "big-stream": big_stream,
+            "two-answers": two_answers,
+            "early-hints": early_hints,
+            "cut": cut_short,
+        }
     )
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def gateway(raw: RawUpstream) -> Iterator[Gateway]:
+def gateway(raw: RawUpstream, upstream_a: Upstream) -> Iterator[Gateway]:
     config = {
-        "providers": [{"name": "raw", "kind": "openai-compatible", "base_url": f"http://127.0.0.1:{raw.port}/v1"}],
-        "models": [{"name": name, "deployments": [{"provider": "raw"}]} for name in raw.scripts],
-        "routing": {"retries": 0},
+        "providers": [
+            {"name": "raw", "kind": "openai-compatible", "base_url": f"http://127.0.0.1:{raw.port}/v1"},
+            {"name": "good", "kind": "openai-compatible", "base_url": f"{upstream_a.url}/v1"},
+        ],
+        "models": [
+            *({"name": name, "deployments": [{"provider": "raw"}]} for name in raw.scripts),
+            {
+                "name": "cut-then-good",
+                "deployments": [{"provider": "raw", "model": "cut", "priority": 1}, {"provider": "good"}],
+            },
+        ],
+        "routing": {"retries": 1},
     }
     with Gateway(config) as gw:
         yield gw
@@ -123,3 +160,35 @@ def test_a_large_stream_is_relayed_whole(gateway: Gateway) -> None:
     assert len(events) == 1001
     assert events[-1] == b"data: [DONE]"
     assert all(len(orjson.loads(e[6:])["choices"][0]["delta"]["content"]) == 4000 for e in events[:-1])
+
+
+def test_bytes_beyond_one_answer_neither_corrupt_it_nor_the_next_request(gateway: Gateway) -> None:
+    for _ in range(3):
+        reply = post_json(gateway.url, "/v1/chat/completions", {"model": "two-answers", **CHAT})
+        assert reply.status == 200
+        assert reply.body == b"hi"
+        assert "x-evil" not in reply.headers
+
+
+def test_an_informational_head_is_skipped(gateway: Gateway) -> None:
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "early-hints", **CHAT})
+    assert reply.status == 200
+    assert reply.json() == {"ok": True}
+    assert "link" not in reply.headers
+
+
+def test_an_answer_cut_before_its_first_byte_reached_the_client_is_retried(
+    gateway: Gateway, upstream_a: Upstream
+) -> None:
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "cut-then-good", **CHAT})
+    assert reply.status == 200
+    assert reply.headers["x-modelway-attempts"] == "2"
+    assert reply.headers["x-modelway-provider"] == "good"
+
+
+def test_dot_segments_never_leave_the_base_url(gateway: Gateway, upstream_a: Upstream) -> None:
+    for path in ("/v1/../admin/keys", "/v1/./chat/completions", "/v1/chat/%2e%2e/x"):
+        reply = request(gateway.url, "POST", path, b'{"model": "cut-then-good"}', {"Content-Type": "application/json"})
+        assert reply.status == 400, path
+        assert "segment" in reply.json()["error"]["message"]
+    assert upstream_a.received == []

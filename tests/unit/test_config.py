@@ -158,5 +158,9 @@ def test_secrets_never_in_errors() -> None:
 def test_header_values_must_be_one_line_and_stay_secret() -> None:
     text = MINIMAL.replace("base_url:", 'auth: {header: {Authorization: "Bearer sk-1\\r\\nX-Evil: 1"}}, base_url:')
     (found,) = errors_of(text)
-    assert found.startswith("providers[0].auth.header: header 'Authorization' must be one line")
-    assert "sk-1" not in found
+    assert found == "providers[0].auth.header: header 'Authorization' must be one line"
+    (found,) = errors_of(MINIMAL.replace("base_url:", 'headers: {X-Title: "café ✓"}, base_url:'))
+    assert found.startswith("providers[0].headers: header 'X-Title' has characters")
+    assert "café" not in found
+    (found,) = errors_of(MINIMAL.replace("base_url:", 'headers: {"X Bad": "v"}, base_url:'))
+    assert found == "providers[0].headers: header name 'X Bad' is not a valid HTTP header name"
