@@ -24,6 +24,6 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 fi
 rm -f "$log"
 
-.venv/bin/ruff check modelway tests
+.venv/bin/ruff check modelway tests examples benchmarks
 .venv/bin/mypy modelway
 .venv/bin/pytest -q tests "$@"
