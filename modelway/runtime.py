@@ -67,7 +67,9 @@ class Runtime:
         routing = config.routing
         self.failover = Failover(routing)
         self.metrics = Metrics()
-        self.selected_provider_header = routing.selected_provider_header
+        # Encoded once: it is added to every upstream request when configured.
+        header = routing.selected_provider_header
+        self.selected_provider_header = header.lower().encode("latin-1") if header else None
         self.rewrite_response_model = config.server.response_model == "requested"
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
@@ -173,8 +175,6 @@ class Runtime:
                 self.router_routes[key] = route
         return route
 
-    def public_models(self) -> list[str]:
-        return list(self.models)
 
 
 class RuntimeRef:

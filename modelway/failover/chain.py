@@ -35,7 +35,7 @@ def usable(deployment: Deployment, now: float | None = None) -> bool:
 
 
 class RouteChain:
-    def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
+    def __init__(self, route: ModelRoute) -> None:
         # Routes built on demand (discovered models, routers' decisions) have no fallbacks.
         self.routes = route.chain or [route]
 

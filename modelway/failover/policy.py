@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from modelway.config.schema import RoutingConfig
 from modelway.deployment import Deployment
-from modelway.failover.health import MemoryHealth, parse_retry_after
+from modelway.failover.health import HealthState, MemoryHealth, parse_retry_after
 from modelway.providers.credentials import Credential
 
 KEY_STATUSES = frozenset({401, 403})  # the key is bad: disable it
@@ -25,7 +25,7 @@ def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
 class Failover:
     def __init__(self, routing: RoutingConfig) -> None:
         self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
-        self.health = MemoryHealth(routing.cooldown)
+        self.health: HealthState = MemoryHealth(routing.cooldown)
         self.cooldown_s = routing.cooldown.cooldown_s
 
     def error(self, deployment: Deployment, kind: str, now: float | None = None) -> None:

@@ -32,7 +32,7 @@ class AttemptLoop:
         self.ctx = ctx
         self.route = route
         self.failover = ctx.runtime.failover
-        self.chain = RouteChain(ctx, route)
+        self.chain = RouteChain(route)
         self.max_attempts = 1 + ctx.runtime.config.routing.retries
         hedge_ms = route.config.hedge_after_ms
         self.hedge_s: float | None = hedge_ms / 1000 if hedge_ms else None

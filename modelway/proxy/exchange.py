@@ -87,7 +87,7 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
     deployment = record.deployment
     headers = ctx.forward_headers
     if runtime.selected_provider_header:
-        selected = (runtime.selected_provider_header.lower().encode("latin-1"), deployment.provider.name.encode())
+        selected = (runtime.selected_provider_header, deployment.provider.name.encode())
         headers = [*(h for h in headers if h[0] != selected[0]), selected]
     request = UpstreamRequest(
         path=ctx.upstream_path,
