@@ -4,6 +4,7 @@ a task within its timeout when it does, and every way a router can fail."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -73,8 +74,8 @@ async def test_exceptions_before_and_after_suspending() -> None:
     assert await verdict(failed_future) == (None, "raised OSError: backend down")
 
 
-async def test_timeouts_cancel_the_router_without_waiting_for_it() -> None:
-    cancelled = asyncio.Event()
+def sleeps_until_cancelled(cancelled: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """A router body that sleeps for long and sets `cancelled` when it is cancelled."""
 
     async def slow() -> None:
         try:
@@ -82,6 +83,13 @@ async def test_timeouts_cancel_the_router_without_waiting_for_it() -> None:
         except asyncio.CancelledError:
             cancelled.set()
             raise
+
+    return slow
+
+
+async def test_timeouts_cancel_the_router_without_waiting_for_it() -> None:
+    cancelled = asyncio.Event()
+    slow = sleeps_until_cancelled(cancelled)
 
     assert await verdict(slow, 0.02) == (None, "timed out after 20 ms")
     await asyncio.wait_for(cancelled.wait(), 1)
@@ -113,13 +121,7 @@ async def test_garbage_and_sync_routers() -> None:
 
 async def test_cancelling_the_request_cancels_a_suspended_router() -> None:
     cancelled = asyncio.Event()
-
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
+    slow = sleeps_until_cancelled(cancelled)
 
     request = asyncio.ensure_future(verdict(slow, 5))
     await asyncio.sleep(0.01)
