@@ -44,6 +44,7 @@ from benchmarks.streams import StreamTimer, run_slow_streams
 from benchmarks.systems import (
     ALL_SYSTEMS,
     CHAT_BODY,
+    DEFAULT_SYSTEMS,
     GATEWAY_CPU,
     LOAD_CPU,
     SLOW_BODY,
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the slow-stream memory test")
     parser.add_argument(
         "--systems",
-        default=",".join(ALL_SYSTEMS),
+        default=",".join(DEFAULT_SYSTEMS),
         help=f"comma-separated subset of {','.join(ALL_SYSTEMS)} (direct always runs)",
     )
     parser.add_argument(

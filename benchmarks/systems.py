@@ -95,6 +95,7 @@ def start_modelway(
     workers: int,
     cpus: str,
     source: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Service:
     """`python -m modelway serve`; `source` runs the modelway package of another checkout."""
     config = workdir / f"{name}.yaml"
@@ -107,6 +108,8 @@ def start_modelway(
     if source is not None:
         service.cwd = source
         service.env = {**os.environ, "PYTHONPATH": str(source)}
+    if env:
+        service.env = {**(service.env or os.environ), **env}
     return services.start(service, port, health_url=f"http://127.0.0.1:{port}/health")
 
 
@@ -134,7 +137,9 @@ def compare_name(source: Path) -> str:
     return f"modelway@{source.name}"
 
 
-ALL_SYSTEMS = ("direct", "nginx", "bare", "modelway", "modelway-w2")
+DEFAULT_SYSTEMS = ("direct", "nginx", "bare", "modelway", "modelway-w2")
+# modelway-uvicorn: modelway with uvicorn's own HTTP protocol instead of modelway's (MODELWAY_HTTP=uvicorn)
+ALL_SYSTEMS = (*DEFAULT_SYSTEMS, "modelway-uvicorn")
 
 
 def start_load_systems(
@@ -161,6 +166,10 @@ def start_load_systems(
     if "modelway" in names:
         modelway = start_modelway(services, workdir, "modelway", providers, 1, GATEWAY_CPU)
         systems.append(System("modelway", "modelway, 1 worker", service_port(modelway), CHAT_PATH, modelway))
+    if "modelway-uvicorn" in names:
+        name = "modelway-uvicorn"
+        other = start_modelway(services, workdir, name, providers, 1, GATEWAY_CPU, env={"MODELWAY_HTTP": "uvicorn"})
+        systems.append(System(name, "modelway, 1 worker, uvicorn's protocol", service_port(other), CHAT_PATH, other))
     for source in compare:
         name = compare_name(source)
         other = start_modelway(services, workdir, name, providers, 1, GATEWAY_CPU, source)

@@ -1,14 +1,18 @@
-"""Running the gateway under uvicorn (uvloop + httptools)."""
+"""Running the gateway under uvicorn (uvloop), with modelway's own HTTP/1.1 protocol
+(`http1/server.py`) in place of uvicorn's. MODELWAY_HTTP=uvicorn puts uvicorn's httptools
+protocol back: a fallback, and the baseline the benchmark compares against."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import uvicorn
 
 from modelway.config import load_config
 from modelway.config.pending import not_yet_enforced
+from modelway.http1.server import ServerProtocol
 
 log = logging.getLogger("modelway")
 
@@ -29,7 +33,7 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
         port=port or config.server.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(),
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -37,3 +41,12 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
         log_level="info",
         timeout_graceful_shutdown=5,
     )
+
+
+def http_protocol() -> Any:
+    choice = os.environ.get("MODELWAY_HTTP", "modelway")
+    if choice == "uvicorn":
+        return "httptools"
+    if choice != "modelway":
+        raise SystemExit(f"MODELWAY_HTTP must be 'modelway' or 'uvicorn', not {choice!r}")
+    return ServerProtocol

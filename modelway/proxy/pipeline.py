@@ -6,17 +6,18 @@
 A router plugin (proxy/decide.py) may pick the route, or answer itself (proxy/executor.py).
 
 Request-side steps may end the request with a GatewayError; once relay starts the
-status is sent and only the body remains. A watcher cancels the work the moment the
-client disconnects, so the upstream request is abandoned at once.
+status is sent and only the body remains. The work is cancelled the moment the client
+disconnects, so the upstream request is abandoned at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from modelway.errors import BadRequest, GatewayError, NotFound
+from modelway.http1.cycle import DISCONNECT_EXTENSION
 from modelway.providers.base import HOP_BY_HOP
 from modelway.proxy.attempts import Answer, attempt
 from modelway.proxy.auth import authorize
@@ -36,7 +37,9 @@ from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
 from modelway.runtime import ModelRoute, Runtime
 
-WATCH_AFTER_S = 0.02  # disconnects are noticed at once after this; earlier, within it
+# Without the server's disconnect extension (an executor's in-process call, or another
+# ASGI server), disconnects are noticed at once after this; earlier, within it.
+WATCH_AFTER_S = 0.02
 
 # Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
 # and ones modelway sets itself.
@@ -113,7 +116,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
         await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
         return
     work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
-    await run_until_disconnect(work, receive)
+    await run_until_disconnect(work, scope, receive)
 
 
 async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
@@ -198,8 +201,30 @@ class DisconnectWatch:
             self.watcher.cancel()
 
 
-async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run `work` in this task, cancelling it as soon as the client disconnects."""
+class DisconnectSignal(Protocol):
+    """The `modelway.disconnect` ASGI extension of modelway's own server (http1/cycle.py)."""
+
+    disconnected: bool
+
+    def cancel_on_disconnect(self) -> None: ...
+
+
+async def run_until_disconnect(work: Coroutine[Any, Any, None], scope: dict[str, Any], receive: Receive) -> None:
+    """Run `work` in this task, cancelling it as soon as the client disconnects: by the
+    server itself where it offers the extension, else by a DisconnectWatch."""
+    extensions = scope.get("extensions")
+    signal: DisconnectSignal | None = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+    if signal is not None:
+        signal.cancel_on_disconnect()
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not signal.disconnected:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the client left: nothing to answer, nothing to propagate
+        return
     task = asyncio.current_task()
     assert task is not None
     watch = DisconnectWatch(task, receive)
@@ -208,6 +233,6 @@ async def run_until_disconnect(work: Coroutine[Any, Any, None], receive: Receive
     except asyncio.CancelledError:
         if not watch.disconnected:
             raise
-        task.uncancel()  # the client left: nothing to answer, nothing to propagate
+        task.uncancel()
     finally:
         watch.stop()
