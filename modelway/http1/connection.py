@@ -37,6 +37,11 @@ class Connection(asyncio.Protocol):
         self.open = False
         self.reusable = True
         self.informational = False  # inside a 1xx head, which precedes the real answer
+        # One timeout timer per connection, kept across its exchanges: it is re-armed when it
+        # fires for the deadline of the response then in flight, instead of a timer being
+        # created and cancelled for every exchange.
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,6 +66,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self.reusable = False
+        self.disarm()
         response = self.response
         if response is not None:
             response.connection_lost()
@@ -127,9 +133,31 @@ class Connection(asyncio.Protocol):
         self.response = response
         self.transport.write(payload)
 
+    def arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Make sure the timer fires no later than `deadline`."""
+        timer = self.timer
+        if timer is not None:
+            if self.timer_at <= deadline:
+                return
+            timer.cancel()
+        self.timer_at = deadline
+        self.timer = loop.call_at(deadline, self.on_timer)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def on_timer(self) -> None:
+        self.timer = None
+        response = self.response
+        if response is not None:
+            response.check_deadline()
+
     def abort(self) -> None:
         self.reusable = False
         self.open = False
+        self.disarm()
         if self.transport is not None:
             self.transport.abort()
 
@@ -164,8 +192,8 @@ class Response(UpstreamResponse):
         self.loop = loop
         self._timeout_s = timeout_s
         self._idle = idle
-        self.last_data_at = now = loop.time()
-        self._timer: asyncio.TimerHandle | None = loop.call_at(now + timeout_s, self._on_timer)
+        self.last_data_at = self.started_at = now = loop.time()
+        connection.arm(loop, now + timeout_s)
 
     # fed by the Connection
     def headers_received(self) -> None:
@@ -182,7 +210,6 @@ class Response(UpstreamResponse):
 
     def complete(self) -> None:
         self.done = True
-        self._cancel_timer()
         self._wake()
 
     def connection_lost(self) -> None:
@@ -198,7 +225,6 @@ class Response(UpstreamResponse):
     def fail(self, error: UpstreamError) -> None:
         if self.error is None and not self.done:
             self.error = error
-            self._cancel_timer()
             self._wake()
 
     def _wake(self) -> None:
@@ -206,28 +232,24 @@ class Response(UpstreamResponse):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def check_deadline(self) -> None:
+        """The connection's timer fired: fail if this exchange is past its deadline, else
+        have the timer fire again at that deadline."""
         if self.done or self.error is not None:
             return
         loop = self.loop
+        now = loop.time()
         if self._paused:  # we stopped reading (the client is slow), not the upstream
-            self._timer = loop.call_at(loop.time() + self._timeout_s, self._on_timer)
+            self.connection.arm(loop, now + self._timeout_s)
             return
-        if self._idle:
-            # Re-arm for the remainder of the gap since the last byte instead of per chunk.
-            deadline = self.last_data_at + self._timeout_s
-            if deadline - loop.time() > 0.001:
-                self._timer = loop.call_at(deadline, self._on_timer)
-                return
+        # Streams: a gap between bytes; otherwise the whole exchange.
+        deadline = (self.last_data_at if self._idle else self.started_at) + self._timeout_s
+        if deadline - now > 0.001:
+            self.connection.arm(loop, deadline)
+            return
         what = "no next chunk" if self.started else "no response"
         self.fail(UpstreamTimeout(f"{self.connection.pool.name}: {what} within {self._timeout_s:g} s"))
         self.connection.abort()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     async def _wait(self) -> None:
         self._waiter = self.loop.create_future()
@@ -278,5 +300,4 @@ class Response(UpstreamResponse):
         if self._released:
             return
         self._released = True
-        self._cancel_timer()
         self.connection.pool.release(self.connection, reuse=self.done and self.error is None)

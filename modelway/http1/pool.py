@@ -58,6 +58,7 @@ class HostPool:
             self._ssl = context
         self._idle: deque[tuple[Connection, float]] = deque()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
@@ -102,7 +103,9 @@ class HostPool:
 
     async def request(self, payload: bytes, timeout_s: float, idle: bool) -> Response:
         """Send one request and wait for the response headers."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # bound on first use: asyncio.get_running_loop() costs a getpid() on 3.11
+            loop = self._loop = asyncio.get_running_loop()
         connection = self._take_idle()
         reused = connection is not None
         while True:
