@@ -53,6 +53,8 @@ class ServerProtocol(asyncio.Protocol):
         self.write_paused = False
         self.writable: asyncio.Future[None] | None = None
         self.idle_since = 0.0
+        self.defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers
+        self.defaults_head = b""  # ... encoded
         self.idle_timer: asyncio.TimerHandle | None = None
         # per-request parsing state
         self.url = b""
@@ -202,9 +204,14 @@ class ServerProtocol(asyncio.Protocol):
             self.resume_reading()
             self.became_idle()
 
-    def default_headers(self) -> list[tuple[bytes, bytes]]:
-        headers: list[tuple[bytes, bytes]] = self.server_state.default_headers
-        return headers
+    def default_head(self) -> bytes:
+        """uvicorn's default headers (the Date it refreshes each second) as head lines,
+        encoded again only when uvicorn has replaced them."""
+        headers = self.server_state.default_headers
+        if headers is not self.defaults:
+            self.defaults = headers
+            self.defaults_head = b"".join(b"%b: %b\r\n" % (name.lower(), value) for name, value in headers)
+        return self.defaults_head
 
     # Idle connections: one timer per connection, checked against the last answer's end
     # when it fires rather than cancelled and re-created for every request.

@@ -100,6 +100,8 @@ def read_model(payload: dict[str, Any], key_path: tuple[str, ...]) -> str | None
         raise BadRequest(f"'{where}' must be a string, not {json_type(node)}", param=where)
     if not node:
         raise BadRequest(f"'{where}' must not be empty", param=where)
+    if not node.isprintable():  # it is echoed in response headers: no CR, LF or other controls
+        raise BadRequest(f"'{where}' must not contain control characters (got {node[:100]!r})", param=where)
     return node
 
 

@@ -27,7 +27,8 @@ def usage_of(payload: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
-USAGE_FIELD = re.compile(rb'"(prompt_tokens|input_tokens|completion_tokens|output_tokens)"\s*:\s*(\d+)')
+PROMPT_TOKENS = re.compile(rb'"(?:prompt|input)_tokens"\s*:\s*(\d+)')
+COMPLETION_TOKENS = re.compile(rb'"(?:completion|output)_tokens"\s*:\s*(\d+)')
 
 
 def usage_from_body(body: bytes) -> tuple[int, int] | None:
@@ -36,12 +37,11 @@ def usage_from_body(body: bytes) -> tuple[int, int] | None:
     at = body.rfind(MARK)
     if at < 0:
         return None
-    found = {name: int(value) for name, value in USAGE_FIELD.findall(body, at)}
-    if not found:
+    prompt = PROMPT_TOKENS.search(body, at)
+    completion = COMPLETION_TOKENS.search(body, at)
+    if prompt is None and completion is None:
         return None
-    prompt = found.get(b"prompt_tokens", found.get(b"input_tokens", 0))
-    completion = found.get(b"completion_tokens", found.get(b"output_tokens", 0))
-    return prompt, completion
+    return int(prompt.group(1)) if prompt else 0, int(completion.group(1)) if completion else 0
 
 
 class StreamUsage:

@@ -450,3 +450,14 @@ def test_request_trickled_in_byte_by_byte(gateway: Gateway, upstream_a: Upstream
             time.sleep(0.05)
         assert_chat_answer(conn.read_answer(), "m3")
     assert [r.body["messages"][0]["content"] for r in upstream_a.received] == ["slowly", "slowly"]
+
+
+def test_model_name_with_crlf_is_a_400_not_a_header(gateway: Gateway, upstream_a: Upstream) -> None:
+    """The model name is echoed in x-modelway-model: one holding CR LF must not get there."""
+    with Conn(gateway.port) as conn:
+        conn.send(post(chat_body("m1\r\nset-cookie: evil=1")))
+        answer = conn.read_answer()
+    assert answer.status == 400
+    assert "control characters" in answer.json()["error"]["message"]
+    assert answer.header("set-cookie") is None
+    assert upstream_a.received == []

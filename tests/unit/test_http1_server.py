@@ -1,0 +1,184 @@
+"""modelway's HTTP/1.1 server protocol (http1/server.py, http1/cycle.py) under uvicorn,
+in-process, with small ASGI apps of the tests' own: what the gateway's app never does but
+a server must still get right (bad headers, app errors, unanswered requests), and the
+parts of its own contract (early stream heads, the disconnect extension, backpressure)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+from modelway.http1.cycle import DISCONNECT_EXTENSION
+from modelway.http1.server import ServerProtocol
+
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+GET = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n"
+
+
+@asynccontextmanager
+async def serving(app: App) -> AsyncIterator[int]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=ServerProtocol, lifespan="off", log_level="critical")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def exchange(port: int, request: bytes, until_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    data = await asyncio.wait_for(reader.read(-1) if until_close else reader.read(65536), 5)
+    writer.close()
+    return data
+
+
+async def answer(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_header_with_crlf_is_a_500_and_nothing_is_injected() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await answer(send, 200, [(b"x-name", b"a\r\nset-cookie: evil=1"), (b"content-length", b"2")], b"ok")
+
+    async with serving(app) as port:
+        data = await exchange(port, GET)
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"evil" not in data
+    assert b"connection: close" in data
+
+
+async def test_app_error_before_answering_is_a_json_500() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    async with serving(app) as port:
+        data = await exchange(port, GET)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert body == b'{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}'
+    assert b"boom" not in data
+
+
+async def test_app_that_never_answers_gets_a_500() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        return None
+
+    async with serving(app) as port:
+        data = await exchange(port, GET)
+    assert data.startswith(b"HTTP/1.1 500 ")
+
+
+async def test_http10_stream_is_delimited_by_the_close() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for part in (b"one ", b"two ", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serving(app) as port:
+        data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"one two three"
+
+
+async def test_stream_head_is_sent_before_the_first_chunk_is_ready() -> None:
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"data: late\n\n"})
+
+    async with serving(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"transfer-encoding: chunked" in head
+        release.set()
+        rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+        assert b"data: late" in rest
+        writer.close()
+
+
+async def test_disconnect_extension_cancels_the_task_when_the_client_leaves() -> None:
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        signal = scope["extensions"][DISCONNECT_EXTENSION]
+        signal.cancel_on_disconnect()
+        try:
+            await asyncio.sleep(30)
+            outcome.set_result("slept on")
+        except asyncio.CancelledError:
+            outcome.set_result("cancelled, disconnected" if signal.disconnected else "cancelled")
+            raise
+
+    async with serving(app) as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        await asyncio.sleep(0.1)
+        writer.close()
+        assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
+
+
+async def test_a_client_that_does_not_read_holds_the_sender_back() -> None:
+    chunk = b"x" * 65536
+    sent = 0
+    finished = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal sent
+        length = (b"content-length", b"%d" % (64 * 65536))
+        await send({"type": "http.response.start", "status": 200, "headers": [length]})
+        for _ in range(64):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sent += 1
+        await send({"type": "http.response.body", "body": b""})
+        finished.set()
+
+    async with serving(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
+        transport = writer.transport
+        transport.pause_reading()  # type: ignore[attr-defined]
+        writer.write(GET)
+        await asyncio.sleep(0.5)
+        assert not finished.is_set() and sent < 64  # 4 MiB do not all fit in socket buffers
+        transport.resume_reading()  # type: ignore[attr-defined]
+        await asyncio.wait_for(finished.wait(), 5)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = await asyncio.wait_for(reader.readexactly(64 * 65536), 5)
+        assert body == chunk * 64
+        writer.close()
+
+
+async def test_pipelined_requests_wait_for_the_answer_before_them() -> None:
+    order: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope["path"]
+        order.append(f"start {path}")
+        if path == "/slow":
+            await asyncio.sleep(0.2)
+        order.append(f"end {path}")
+        await answer(send, 200, [(b"content-length", b"%d" % len(path))], path.encode())
+
+    async with serving(app) as port:
+        requests = b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\nGET /fast HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+        data = await exchange(port, requests)
+    assert order == ["start /slow", "end /slow", "start /fast", "end /fast"]
+    assert data.index(b"/slow") < data.index(b"/fast")
