@@ -36,6 +36,15 @@ class Deployment:
     max_context: int | None = None
     stats: DeploymentStats = field(default_factory=DeploymentStats)
     health: HealthRecord = field(default_factory=HealthRecord)
+    # x-modelway-provider and, when the upstream name is fixed, x-modelway-model: encoded
+    # once here rather than for every answer.
+    route_head: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        head = [(b"x-modelway-provider", self.provider.name.encode())]
+        if self.upstream_model is not None:
+            head.append((b"x-modelway-model", self.upstream_model.encode()))
+        self.route_head = tuple(head)
 
     @property
     def name(self) -> str:

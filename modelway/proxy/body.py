@@ -59,11 +59,11 @@ def check_content_type(content_type: str | None) -> None:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        raise BadRequest("request body is empty: send a JSON object", code="invalid_json")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not body.strip():  # checked only now: stripping copies the body
+            raise BadRequest("request body is empty: send a JSON object", code="invalid_json") from None
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise BadRequest(

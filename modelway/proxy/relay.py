@@ -13,17 +13,19 @@ from modelway.proxy.responses import Send, send_bytes, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
 from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usage
 
+ATTEMPTS = [(b"x-modelway-attempts", b"%d" % n) for n in range(16)]
+
 
 def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, bytes]]:
     deployment = answer.deployment
-    model = deployment.upstream_model or ctx.requested_model
-    return [
-        *answer.upstream.headers,
-        (b"x-modelway-provider", deployment.provider.name.encode()),
-        (b"x-modelway-model", model.encode()),
-        (b"x-modelway-attempts", str(answer.attempts).encode()),
-        *ctx.extra_response_headers,
-    ]
+    headers = [*answer.upstream.headers, *deployment.route_head]
+    if deployment.upstream_model is None:
+        headers.append((b"x-modelway-model", ctx.requested_model.encode()))
+    n = answer.attempts
+    headers.append(ATTEMPTS[n] if n < len(ATTEMPTS) else (b"x-modelway-attempts", b"%d" % n))
+    if ctx.extra_response_headers:
+        headers += ctx.extra_response_headers
+    return headers
 
 
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the request
