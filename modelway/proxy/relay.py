@@ -78,6 +78,7 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
         relayed = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})  # the end before the books
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].
         answer.finish(ok=False, error=exc.kind)
@@ -94,5 +95,4 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
             answer.finish(ok=True, observe=relayed)
             if not relayed:
                 record(ctx, answer, CLIENT_CLOSED, None)
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
     record(ctx, answer, status, usage.found if usage is not None else None)
