@@ -41,6 +41,7 @@ class AttemptLoop:
         self.history: list[AttemptRecord] = []
         self.pending: dict[asyncio.Future[Answer], AttemptRecord] = {}
         self.failed_answer: Answer | None = None  # a retryable status answer, kept for pass-through
+        self.last_settled: AttemptRecord | None = None  # with hedging, not always the last launched
         self.stop = False  # a failure that must not be retried
 
     def pick(self, hedge: bool = False) -> tuple[ModelRoute, AttemptRecord] | None:
@@ -132,6 +133,7 @@ class AttemptLoop:
         """The answer if this exchange won; None when it failed (and was recorded)."""
         deployment = record.deployment
         metrics = self.ctx.runtime.metrics
+        self.last_settled = record
         if isinstance(result, UpstreamError):
             record.error = result.kind
             metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
@@ -186,7 +188,8 @@ class AttemptLoop:
         headers = {"x-modelway-attempts": str(n)}
         summary = "; ".join(f"#{i} {record.describe()}" for i, record in enumerate(history, 1))
         attempts = f"{n} attempt{'s' * (n > 1)}"
-        if history[-1].error == "timeout":
+        last = self.last_settled or history[-1]
+        if last.error == "timeout":  # SPEC: 504 when the last attempt (to end) timed out
             return GatewayTimeout(f"upstream timed out ({attempts}: {summary})", headers=headers)
         return AllAttemptsFailed(f"every attempt failed ({attempts}: {summary})", headers=headers)
 

@@ -79,6 +79,12 @@ def gateway(upstream_a: Upstream, upstream_b: Upstream, upstream_c: Upstream) ->
                 hedge_after_ms=200,
             ),
             model(
+                "hedged-timeout",
+                {"provider": "a", "model": "ht-slow", "weight": 1000},
+                {"provider": "b", "model": "ht-fast", "weight": 1},
+                hedge_after_ms=200,
+            ),
+            model(
                 "hash",
                 {"provider": "a", "model": "h-a"},
                 {"provider": "b", "model": "h-b"},
@@ -307,6 +313,22 @@ def test_no_hedge_when_the_first_answers_in_time(gateway: Gateway, upstream_b: U
     reply = chat(gateway, "hedged")
     assert reply.status == 200 and reply.headers["x-modelway-attempts"] == "1"
     assert len(upstream_b.received) + len(upstream_c.received) == 1
+
+
+def test_hedged_request_whose_last_attempt_to_end_timed_out_is_a_504(
+    gateway: Gateway, upstream_a: Upstream, upstream_b: Upstream
+) -> None:
+    """The hedge (launched last) fails first with a 503; the first attempt then times out.
+    The last attempt to end timed out, so the answer is a 504, not a 502."""
+    upstream_a.reset(Behaviour(delay_before_headers_s=3))
+    upstream_b.reset(Behaviour(status=503))
+    started = time.monotonic()
+    reply = chat(gateway, "hedged-timeout")
+    elapsed = time.monotonic() - started
+    assert reply.status == 504, reply.body
+    assert reply.headers["x-modelway-attempts"] == "2"
+    assert 0.9 <= elapsed < 2.0  # provider a's timeout_ms is 1000
+    assert "timed out" in reply.error_message
 
 
 def test_consistent_hash_sticks_per_session(gateway: Gateway) -> None:
