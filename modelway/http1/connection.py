@@ -261,7 +261,9 @@ class Response(UpstreamResponse):
     # consumed by the exchange and the relay
     async def wait_headers(self) -> None:
         while not self.started and self.error is None and not self.done:
-            await self._wait()
+            # _wait() inlined here and in read(): the two waits of every exchange
+            waiter = self._waiter = self.loop.create_future()
+            await waiter
         if self.error is not None and not self.started:
             raise self.error
         if not self.started:
@@ -271,7 +273,8 @@ class Response(UpstreamResponse):
         while not self.done:
             if self.error is not None:
                 raise self.error
-            await self._wait()
+            waiter = self._waiter = self.loop.create_future()
+            await waiter
         body = b"".join(self._buffer)
         self._buffer.clear()
         self._buffered = 0

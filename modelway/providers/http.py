@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -130,11 +130,11 @@ class HttpProvider(Provider):
         params.update(credential.query)
         return url.with_query(params) if params else url.with_query(None)
 
-    async def send(self, request: UpstreamRequest, credential: Credential) -> UpstreamResponse:
+    def send(  # returns the pool's coroutine itself: one frame less per request
+        self, request: UpstreamRequest, credential: Credential
+    ) -> Coroutine[Any, Any, UpstreamResponse]:
         # Streams: timeout_ms bounds each gap between bytes; otherwise the whole exchange.
-        return await self._pool.request(
-            self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream
-        )
+        return self._pool.request(self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream)
 
     def models_url(self, path: str | None = None) -> URL:
         path = path or self.models_path

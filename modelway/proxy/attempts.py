@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, NoHealthyDeployment, UpstreamError
 from modelway.failover.chain import RouteChain, Tried, usable
@@ -77,10 +78,12 @@ class AttemptLoop:
             and self.route.budget.try_retry()
         )
 
-    async def run(self) -> Answer:
+    def run(self) -> Coroutine[Any, Any, Answer]:
         self.route.budget.request()
-        if self.hedge_s is None:
-            return await self.run_in_turn()
+        return self.run_in_turn() if self.hedge_s is None else self.run_hedged()
+
+    async def run_hedged(self) -> Answer:
+        """Exchanges as tasks, so that a hedge can race the first one."""
         if not self.launch():
             raise self.unavailable()
         try:
@@ -194,5 +197,5 @@ class AttemptLoop:
         return AllAttemptsFailed(f"every attempt failed ({attempts}: {summary})", headers=headers)
 
 
-async def attempt(ctx: RequestContext, route: ModelRoute) -> Answer:
-    return await AttemptLoop(ctx, route).run()
+def attempt(ctx: RequestContext, route: ModelRoute) -> Coroutine[Any, Any, Answer]:
+    return AttemptLoop(ctx, route).run()  # the loop's own coroutine: no extra frame per request

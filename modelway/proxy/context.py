@@ -24,7 +24,7 @@ class RequestContext:
     upstream_path: str  # relative to a provider's base_url, e.g. "chat/completions"
     payload: dict[str, Any]
     raw_body: bytes
-    headers: dict[str, str]  # every client header, lower-case names
+    raw_headers: dict[bytes, bytes]  # every client header, lower-case names (the last of repeated ones)
     forward_headers: list[tuple[bytes, bytes]]  # the raw pairs fit to send upstream
     original_model: str | None = None  # as the client sent it
     requested_model: str = ""  # after model_mapping: the public model
@@ -34,6 +34,19 @@ class RequestContext:
     # Headers added to whatever answer this request gets (e.g. x-modelway-route when debugging).
     extra_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     _query: dict[str, str] | None = field(default=None, repr=False)
+    _headers: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Every client header, decoded on first use: most requests need only a few, read
+        raw from `raw_headers`."""
+        if self._headers is None:
+            self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers.items()}
+        return self._headers
+
+    def header(self, name: bytes) -> str | None:
+        value = self.raw_headers.get(name)
+        return None if value is None else value.decode("latin-1")
 
     @property
     def query_string(self) -> str:

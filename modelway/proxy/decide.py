@@ -152,7 +152,7 @@ class RouteTrace:
 
 
 def wants_debug(ctx: RequestContext) -> bool:
-    if ctx.headers.get("x-modelway-debug") != "1":
+    if ctx.raw_headers.get(b"x-modelway-debug") != b"1":
         return False
     return ctx.client is None or ctx.client.key.debug
 

@@ -52,16 +52,9 @@ NOT_FORWARDED = HOP_BY_HOP | {
 }
 
 
-def split_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
-    """All client headers (lower-case names, decoded), and the raw pairs fit to forward —
-    kept as bytes, since they go out as bytes."""
-    headers: dict[str, str] = {}
-    forward: list[tuple[bytes, bytes]] = []
-    for name, value in raw:
-        headers[name.decode("latin-1")] = value.decode("latin-1")
-        if name not in NOT_FORWARDED and not name.startswith(b"x-modelway-"):
-            forward.append((name, value))
-    return headers, forward
+def forwardable(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The client's header pairs fit to send upstream, kept as bytes, since they go out as bytes."""
+    return [pair for pair in raw if pair[0] not in NOT_FORWARDED and not pair[0].startswith(b"x-modelway-")]
 
 
 def upstream_path(path: str) -> str:
@@ -87,9 +80,12 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
     try:
         if "/." in path and has_dot_segment(path):
             raise BadRequest(f"path {path[:100]!r} has a '.' or '..' segment", code="invalid_path")
-        headers, forward = split_headers(scope["headers"])
-        body = await read_body(receive, headers.get("content-length"), runtime.max_body_bytes)
-        check_content_type(headers.get("content-type"))
+        raw_headers: dict[bytes, bytes] = dict(scope["headers"])
+        length = raw_headers.get(b"content-length")
+        body = await read_body(receive, length.decode("latin-1") if length is not None else None,
+                               runtime.max_body_bytes)
+        content_type = raw_headers.get(b"content-type")
+        check_content_type(content_type.decode("latin-1") if content_type is not None else None)
         payload = parse_json_object(body)
         ctx = RequestContext(
             runtime=runtime,
@@ -98,8 +94,8 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
             upstream_path=upstream_path(path),
             payload=payload,
             raw_body=body,
-            headers=headers,
-            forward_headers=forward,
+            raw_headers=raw_headers,
+            forward_headers=forwardable(scope["headers"]),
             anthropic=anthropic,
         )
         ctx.stream = check_fields(payload, path)
@@ -107,7 +103,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
         if reentry is not None:
             ctx.client = reentry.client
         elif runtime.client_keys.enabled:
-            ctx.client = runtime.client_keys.identify(headers.get("authorization"), headers.get("x-api-key"))
+            ctx.client = runtime.client_keys.identify(ctx.header(b"authorization"), ctx.header(b"x-api-key"))
         route = await resolve_route(ctx)
     except ClientGone:
         return
