@@ -96,8 +96,11 @@ class RequestCycle:
     # modelway.disconnect extension
     def cancel_on_disconnect(self) -> None:
         """Cancel the app's task as soon as the client goes away before the answer is
-        complete; `disconnected` then tells the app why it was cancelled."""
+        complete; `disconnected` then tells the app why it was cancelled. A client already
+        gone is acted on at once: the task is cancelled at its next await."""
         self.cancel_on_leave = True
+        if self.disconnected and self.task is not None:
+            self.task.cancel()
 
     # Fed by the protocol
     def add_body(self, data: bytes) -> None:

@@ -182,3 +182,28 @@ async def test_pipelined_requests_wait_for_the_answer_before_them() -> None:
         data = await exchange(port, requests)
     assert order == ["start /slow", "end /slow", "start /fast", "end /fast"]
     assert data.index(b"/slow") < data.index(b"/fast")
+
+
+async def test_a_client_gone_before_the_app_asks_for_cancellation_still_cancels_it() -> None:
+    # The client leaves while the app is busy before run_until_disconnect (routers, discovery):
+    # asking for cancellation afterwards must act on the disconnect that already happened.
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        signal = scope["extensions"][DISCONNECT_EXTENSION]
+        await receive()
+        await asyncio.sleep(0.3)
+        signal.cancel_on_disconnect()
+        try:
+            await asyncio.sleep(30)
+            outcome.set_result("slept on")
+        except asyncio.CancelledError:
+            outcome.set_result("cancelled, disconnected" if signal.disconnected else "cancelled")
+            raise
+
+    async with serving(app) as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        await asyncio.sleep(0.1)
+        writer.close()
+        assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
