@@ -176,7 +176,13 @@ class RequestCycle:
             if self.body or not (self.more_body or self.delivered):
                 body = self.body
                 self.body = b""
-                self.delivered = not self.more_body
+                if not self.more_body:
+                    self.delivered = True
+                    protocol = self.protocol
+                    if protocol.read_paused and not protocol.queued:
+                        # Paused for this body, which the app now has all of: read on, or
+                        # a client leaving is not seen until the answer is written.
+                        protocol.resume_reading()
                 return {"type": "http.request", "body": bytes(body), "more_body": self.more_body}
             self.protocol.resume_reading()
             waiter = self.waiter = self.protocol.loop.create_future()

@@ -207,3 +207,36 @@ async def test_a_client_gone_before_the_app_asks_for_cancellation_still_cancels_
         await asyncio.sleep(0.1)
         writer.close()
         assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
+
+
+async def test_a_client_leaving_after_a_large_body_is_noticed() -> None:
+    # Reading pauses while more than 64 KiB of body wait for the app; it must resume once
+    # the app has the whole body, or the client's leaving goes unnoticed until the answer.
+    body_read = asyncio.Event()
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        signal = scope["extensions"][DISCONNECT_EXTENSION]
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        assert size == 80_000
+        signal.cancel_on_disconnect()
+        body_read.set()
+        try:
+            await asyncio.sleep(30)
+            outcome.set_result("slept on")
+        except asyncio.CancelledError:
+            outcome.set_result("cancelled, disconnected" if signal.disconnected else "cancelled")
+            raise
+
+    async with serving(app) as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Read at once: more than 64 KiB of body are waiting for the app as the request ends.
+        writer.write(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 80000\r\n\r\n" + b"x" * 80_000)
+        await asyncio.wait_for(body_read.wait(), 5)
+        writer.close()
+        assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
