@@ -255,9 +255,12 @@ class ServerProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     async def drain(self) -> None:
-        if self.writable is None:
-            self.writable = self.loop.create_future()
-        await self.writable
+        writable = self.writable
+        if writable is None:
+            writable = self.writable = self.loop.create_future()
+        # Shielded: a sender cancelled while it waits (a timeout around send()) must not
+        # cancel the future the next send() would then wait on, and raise from at once.
+        await asyncio.shield(writable)
 
     def reject(self, message: str) -> None:
         """Answer a request that could not be parsed, then close: the byte stream can no

@@ -240,3 +240,34 @@ async def test_a_client_leaving_after_a_large_body_is_noticed() -> None:
         await asyncio.wait_for(body_read.wait(), 5)
         writer.close()
         assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
+
+
+async def test_a_send_cut_short_by_a_timeout_leaves_the_next_send_working() -> None:
+    chunk = b"x" * 65536
+    timeouts = 0
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal timeouts
+        length = (b"content-length", b"%d" % (64 * 65536))
+        await send({"type": "http.response.start", "status": 200, "headers": [length]})
+        message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        for _ in range(64):
+            while True:
+                try:
+                    await asyncio.wait_for(send(message), 0.1)  # a client too slow is given up on...
+                    break
+                except TimeoutError:
+                    timeouts += 1  # ...for now: the chunk was not sent, and is sent again
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serving(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
+        writer.transport.pause_reading()  # type: ignore[attr-defined]
+        writer.write(GET)
+        await asyncio.sleep(0.5)
+        writer.transport.resume_reading()  # type: ignore[attr-defined]
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = await asyncio.wait_for(reader.readexactly(64 * 65536), 5)
+        writer.close()
+    assert timeouts > 0
+    assert body == chunk * 64
