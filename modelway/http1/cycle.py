@@ -185,8 +185,12 @@ class RequestCycle:
                         protocol.resume_reading()
                 return {"type": "http.request", "body": bytes(body), "more_body": self.more_body}
             self.protocol.resume_reading()
-            waiter = self.waiter = self.protocol.loop.create_future()
-            await waiter
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                waiter = self.waiter = self.protocol.loop.create_future()
+                await waiter
+            else:  # another task is waiting too: share its wake-up, not its cancellation
+                await asyncio.wait((waiter,))
 
     async def send(self, message: dict[str, Any]) -> None:
         protocol = self.protocol

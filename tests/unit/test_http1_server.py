@@ -271,3 +271,27 @@ async def test_a_send_cut_short_by_a_timeout_leaves_the_next_send_working() -> N
         writer.close()
     assert timeouts > 0
     assert body == chunk * 64
+
+
+async def test_two_tasks_waiting_in_receive_are_both_woken() -> None:
+    outcome: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()  # the (empty) body
+        given_up = asyncio.create_task(receive())
+        await asyncio.sleep(0.05)
+        first = asyncio.create_task(receive())  # e.g. a task listening for the disconnect
+        second = asyncio.create_task(receive())
+        await asyncio.sleep(0.05)
+        given_up.cancel()  # its cancellation is not the others'
+        await asyncio.sleep(0.05)
+        await answer(send, 200, [(b"content-length", b"2")], b"ok")
+        await asyncio.wait((first, second), timeout=2)
+        outcome.set_result([task.result()["type"] if task.done() else "never woken" for task in (first, second)])
+        for task in (first, second):
+            task.cancel()
+
+    async with serving(app) as port:
+        data = await exchange(port, b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert await asyncio.wait_for(outcome, 5) == ["http.disconnect", "http.disconnect"]
