@@ -56,6 +56,7 @@ class ServerProtocol(asyncio.Protocol):
         self.defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers
         self.defaults_head = b""  # ... encoded
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.rejection: str | None = None  # why the byte stream was found broken, once it was
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -193,13 +194,16 @@ class ServerProtocol(asyncio.Protocol):
         """`cycle`'s answer is complete: close, or go on with the next request."""
         self.server_state.total_requests += 1
         self.running = None
-        if not cycle.keep_alive:
+        if not cycle.keep_alive or self.closing():
             self.close()
             return
         if self.queued:
             self.start(*self.queued.popleft())
             if not self.queued:
                 self.resume_reading()
+        elif self.rejection is not None:  # what followed the requests answered was broken
+            self.write_400(self.rejection)
+            self.close()
         else:
             self.resume_reading()
             self.became_idle()
@@ -264,15 +268,30 @@ class ServerProtocol(asyncio.Protocol):
 
     def reject(self, message: str) -> None:
         """Answer a request that could not be parsed, then close: the byte stream can no
-        longer be trusted to hold request boundaries."""
+        longer be trusted to hold request boundaries. Requests parsed whole before it are
+        answered first, in order, so that the 400 is not taken for their answer."""
+        if self.rejection is not None:
+            return  # the parser stays broken: said already
+        self.rejection = message
         log.warning("%s", message)
-        if self.running is None or not self.running.started:
-            body = orjson.dumps(
-                {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "bad_http"}}
-            )
-            head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
+        running = self.running
+        if running is not None and not (running is self.cycle and running.more_body):
+            # The broken bytes came after the running request: `answered` sends the 400
+            # after its answer and those of the requests queued behind it, but for the last
+            # one if it is the one whose body broke off.
+            if self.queued and self.queued[-1][0].more_body:
+                self.queued.pop()
+            return
+        if running is None or not running.started:
+            self.write_400(message)
         self.close()
+
+    def write_400(self, message: str) -> None:
+        body = orjson.dumps(
+            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "bad_http"}}
+        )
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
 
 
 def address(value: Any) -> tuple[str, int] | None:

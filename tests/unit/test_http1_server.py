@@ -295,3 +295,49 @@ async def test_two_tasks_waiting_in_receive_are_both_woken() -> None:
         data = await exchange(port, b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 200 ")
         assert await asyncio.wait_for(outcome, 5) == ["http.disconnect", "http.disconnect"]
+
+
+async def test_a_malformed_request_behind_a_valid_one_is_rejected_after_its_answer() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.2)
+        await answer(send, 200, [(b"content-length", b"4")], b"slow")
+
+    async with serving(app) as port:
+        data = await exchange(port, GET + b"this is not http\r\n\r\n")
+    first, _, rest = data.partition(b"slow")
+    assert first.startswith(b"HTTP/1.1 200 "), data  # the answer to the valid request, first
+    assert rest.startswith(b"HTTP/1.1 400 "), data  # then the rejection, and the close
+
+async def test_a_pipelined_request_whose_body_is_broken_is_not_run() -> None:
+    paths: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        paths.append(scope["path"])
+        while (await receive()).get("more_body"):
+            pass
+        await asyncio.sleep(0.2)
+        await answer(send, 200, [(b"content-length", b"4")], b"slow")
+
+    broken = b"POST /broken HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+    async with serving(app) as port:
+        data = await exchange(port, GET + broken)
+    assert paths == ["/"]
+    first, _, rest = data.partition(b"slow")
+    assert first.startswith(b"HTTP/1.1 200 "), data
+    assert rest.startswith(b"HTTP/1.1 400 "), data
+
+
+async def test_bytes_after_an_upgrade_request_do_not_preempt_its_answer() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.2)
+        await answer(send, 200, [(b"content-length", b"2")], b"ok")
+
+    async with serving(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+        await asyncio.sleep(0.05)
+        writer.write(b"\x81\x85 a websocket frame")  # what a client switching protocols sends next
+        data = await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    assert data.endswith(b"\r\n\r\nok"), data  # and nothing after it: no answer to the frame
