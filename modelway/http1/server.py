@@ -81,6 +81,10 @@ class ServerProtocol(asyncio.Protocol):
             self.idle_timer.cancel()
             self.idle_timer = None
         self.resume_writing()
+        # The parser holds our callbacks and a cycle holds us: drop both, so that a closed
+        # connection is freed by reference counting, not left to the cyclic GC.
+        self.running = self.cycle = None
+        self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         try:

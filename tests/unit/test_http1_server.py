@@ -6,6 +6,8 @@ parts of its own contract (early stream heads, the disconnect extension, backpre
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -341,3 +343,25 @@ async def test_bytes_after_an_upgrade_request_do_not_preempt_its_answer() -> Non
         writer.close()
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert data.endswith(b"\r\n\r\nok"), data  # and nothing after it: no answer to the frame
+
+
+async def test_a_closed_connection_is_freed_without_the_cyclic_gc() -> None:
+    protocols: list[weakref.ref[Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        protocols.append(weakref.ref(scope["extensions"][DISCONNECT_EXTENSION].protocol))
+        await answer(send, 200, [(b"content-length", b"2")], b"ok")
+
+    async with serving(app) as port:
+        gc.collect()
+        gc.disable()
+        try:
+            data = await exchange(port, GET + GET.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n"))
+            assert data.count(b"HTTP/1.1 200 ") == 2
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                if protocols[0]() is None:
+                    break
+            assert protocols[0]() is None, gc.get_referrers(protocols[0]())
+        finally:
+            gc.enable()
