@@ -149,8 +149,10 @@ class ServerProtocol(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         method = parser.get_method().decode("ascii")
-        keep_alive = version != "1.0" and parser.should_keep_alive()
-        cycle = RequestCycle(self, method, version, keep_alive, self.expect_continue)
+        if version == "1.0":  # no keep-alive; no interim answers either (RFC 9110, 10.1.1)
+            cycle = RequestCycle(self, method, version, False, False)
+        else:
+            cycle = RequestCycle(self, method, version, parser.should_keep_alive(), self.expect_continue)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,

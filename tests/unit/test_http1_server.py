@@ -365,3 +365,14 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_gc() -> None:
             assert protocols[0]() is None, gc.get_referrers(protocols[0]())
         finally:
             gc.enable()
+
+
+async def test_http10_expect_100_continue_is_ignored() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        await answer(send, 200, [(b"content-length", b"%d" % len(body))], body)
+
+    async with serving(app) as port:
+        data = await exchange(port, b"POST / HTTP/1.0\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\nhi")
+    assert data.startswith(b"HTTP/1.1 200 "), data  # an HTTP/1.0 client knows no interim answers
+    assert data.endswith(b"\r\n\r\nhi")
