@@ -141,21 +141,28 @@ class RequestCycle:
             if isinstance(exc, asyncio.CancelledError) and self.disconnected:
                 return
             log.error("exception in the ASGI application", exc_info=exc)
-            if not self.started and not self.disconnected:
-                await self.send_500()
-            else:
-                self.protocol.close()
+            await self.fail()
             if not isinstance(exc, Exception):
                 raise
         else:
             if not self.complete and not self.disconnected:
                 log.error("the ASGI application returned without completing its answer")
-                if self.started:
-                    self.protocol.close()
-                else:
-                    await self.send_500()
+                await self.fail()
         finally:
             self.task = None
+
+    async def fail(self) -> None:
+        """The app failed: a 500 while nothing of its answer is written yet (a held head
+        is dropped), else the close that tells the client its answer is cut short; nothing
+        once the answer is complete (the connection may be serving the next request)."""
+        if self.complete or self.disconnected:
+            return
+        if self.started and self.head is None:
+            self.protocol.close()
+            return
+        self.started = self.head_only = self.chunked = self.sized = False
+        self.head = None
+        await self.send_500()
 
     async def send_500(self) -> None:
         body = b'{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}'

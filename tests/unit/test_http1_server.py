@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import uvicorn
 
 from modelway.http1.cycle import DISCONNECT_EXTENSION
@@ -376,3 +377,29 @@ async def test_http10_expect_100_continue_is_ignored() -> None:
         data = await exchange(port, b"POST / HTTP/1.0\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\nhi")
     assert data.startswith(b"HTTP/1.1 200 "), data  # an HTTP/1.0 client knows no interim answers
     assert data.endswith(b"\r\n\r\nhi")
+
+
+async def test_an_app_error_after_its_answer_does_not_cut_the_next_one() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await answer(send, 200, [(b"content-length", b"4")], scope["path"][1:].encode())
+        if scope["path"] == "/boom":
+            raise RuntimeError("after the answer")
+
+    async with serving(app) as port:
+        requests = b"GET /boom HTTP/1.1\r\nhost: t\r\n\r\nGET /next HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+        data = await exchange(port, requests)
+    assert data.count(b"HTTP/1.1 200 ") == 2, data
+    assert data.endswith(b"next")
+
+
+@pytest.mark.parametrize("headers", [[(b"content-length", b"2")], []], ids=["sized", "stream"])
+async def test_app_error_after_a_head_not_yet_written_is_a_500(headers: list[tuple[bytes, bytes]]) -> None:
+    # The head of a sized answer waits for its body, a stream's for the next loop turn:
+    # an app failing before then has had nothing written, and gets its 500.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise ValueError("boom")
+
+    async with serving(app) as port:
+        data = await exchange(port, GET)
+    assert data.startswith(b"HTTP/1.1 500 "), data
