@@ -104,7 +104,8 @@ class RequestCycle:
 
     # Fed by the protocol
     def add_body(self, data: bytes) -> None:
-        if self.complete:  # answered already (e.g. 413): the rest of the body is not needed
+        if self.complete:  # answered already (e.g. 413): the rest of the body is not needed,
+            self.protocol.became_idle()  # but while it comes the connection is not idle
             return
         if not self.body:
             self.body = data

@@ -23,8 +23,10 @@ GET = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n"
 
 
 @asynccontextmanager
-async def serving(app: App) -> AsyncIterator[int]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=ServerProtocol, lifespan="off", log_level="critical")
+async def serving(app: App, **options: Any) -> AsyncIterator[int]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=ServerProtocol, lifespan="off", log_level="critical", **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):
@@ -403,3 +405,27 @@ async def test_app_error_after_a_head_not_yet_written_is_a_500(headers: list[tup
     async with serving(app) as port:
         data = await exchange(port, GET)
     assert data.startswith(b"HTTP/1.1 500 "), data
+
+
+async def test_a_body_still_coming_after_an_early_answer_is_not_an_idle_connection() -> None:
+    # A 413 decided from Content-Length: the client, sending its body before it reads the
+    # answer (as most do), is still sending it after the keep-alive timeout. The server
+    # discards it, and must not close meanwhile: that resets the connection, and the
+    # client never reads its 413.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await answer(send, 413 if scope["method"] == "POST" else 200, [(b"content-length", b"2")], b"no")
+
+    async with serving(app, timeout_keep_alive=0.3) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 100000\r\n\r\n")
+        for _ in range(10):  # 1 s in all, at 100 KB/s
+            await asyncio.sleep(0.1)
+            writer.write(b"x" * 10_000)
+            await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 413 ")
+        assert await reader.readexactly(2) == b"no"
+        writer.write(GET)  # and the connection serves on
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        writer.close()
