@@ -90,8 +90,10 @@ class ServerProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # No protocol to switch to: the request is answered as it is, and as the parser
-            # stops at an upgrade the connection is closed after it.
+            # No protocol to switch to: the request is answered as it is, and the connection
+            # closed after it. The parser skips the rest of this read but parses the next
+            # one afresh: a request found there waits behind this one and is dropped by the
+            # close, anything else is rejected after its answer (which the close skips).
             if self.cycle is not None:
                 self.cycle.keep_alive = False
         except httptools.HttpParserError as exc:
