@@ -96,12 +96,16 @@ class RequestCycle:
     # modelway.disconnect extension
     def cancel_on_disconnect(self) -> None:
         """Cancel the app's task as soon as the client goes away before the answer is
-        complete; `disconnected` then tells the app why it was cancelled."""
+        complete; `disconnected` then tells the app why it was cancelled. A client already
+        gone is acted on at once: the task is cancelled at its next await."""
         self.cancel_on_leave = True
+        if self.disconnected and self.task is not None:
+            self.task.cancel()
 
     # Fed by the protocol
     def add_body(self, data: bytes) -> None:
-        if self.complete:  # answered already (e.g. 413): the rest of the body is not needed
+        if self.complete:  # answered already (e.g. 413): the rest of the body is not needed,
+            self.protocol.became_idle()  # but while it comes the connection is not idle
             return
         if not self.body:
             self.body = data
@@ -138,21 +142,28 @@ class RequestCycle:
             if isinstance(exc, asyncio.CancelledError) and self.disconnected:
                 return
             log.error("exception in the ASGI application", exc_info=exc)
-            if not self.started and not self.disconnected:
-                await self.send_500()
-            else:
-                self.protocol.close()
+            await self.fail()
             if not isinstance(exc, Exception):
                 raise
         else:
             if not self.complete and not self.disconnected:
                 log.error("the ASGI application returned without completing its answer")
-                if self.started:
-                    self.protocol.close()
-                else:
-                    await self.send_500()
+                await self.fail()
         finally:
             self.task = None
+
+    async def fail(self) -> None:
+        """The app failed: a 500 while nothing of its answer is written yet (a held head
+        is dropped), else the close that tells the client its answer is cut short; nothing
+        once the answer is complete (the connection may be serving the next request)."""
+        if self.complete or self.disconnected:
+            return
+        if self.started and self.head is None:
+            self.protocol.close()
+            return
+        self.started = self.head_only = self.chunked = self.sized = False
+        self.head = None
+        await self.send_500()
 
     async def send_500(self) -> None:
         body = b'{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}'
@@ -173,11 +184,21 @@ class RequestCycle:
             if self.body or not (self.more_body or self.delivered):
                 body = self.body
                 self.body = b""
-                self.delivered = not self.more_body
+                if not self.more_body:
+                    self.delivered = True
+                    protocol = self.protocol
+                    if protocol.read_paused and not protocol.queued:
+                        # Paused for this body, which the app now has all of: read on, or
+                        # a client leaving is not seen until the answer is written.
+                        protocol.resume_reading()
                 return {"type": "http.request", "body": bytes(body), "more_body": self.more_body}
             self.protocol.resume_reading()
-            waiter = self.waiter = self.protocol.loop.create_future()
-            await waiter
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                waiter = self.waiter = self.protocol.loop.create_future()
+                await waiter
+            else:  # another task is waiting too: share its wake-up, not its cancellation
+                await asyncio.wait((waiter,))
 
     async def send(self, message: dict[str, Any]) -> None:
         protocol = self.protocol

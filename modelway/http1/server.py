@@ -56,6 +56,7 @@ class ServerProtocol(asyncio.Protocol):
         self.defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers
         self.defaults_head = b""  # ... encoded
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.rejection: str | None = None  # why the byte stream was found broken, once it was
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -80,13 +81,19 @@ class ServerProtocol(asyncio.Protocol):
             self.idle_timer.cancel()
             self.idle_timer = None
         self.resume_writing()
+        # The parser holds our callbacks and a cycle holds us: drop both, so that a closed
+        # connection is freed by reference counting, not left to the cyclic GC.
+        self.running = self.cycle = None
+        self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # No protocol to switch to: the request is answered as it is, and as the parser
-            # stops at an upgrade the connection is closed after it.
+            # No protocol to switch to: the request is answered as it is, and the connection
+            # closed after it. The parser skips the rest of this read but parses the next
+            # one afresh: a request found there waits behind this one and is dropped by the
+            # close, anything else is rejected after its answer (which the close skips).
             if self.cycle is not None:
                 self.cycle.keep_alive = False
         except httptools.HttpParserError as exc:
@@ -144,8 +151,10 @@ class ServerProtocol(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         method = parser.get_method().decode("ascii")
-        keep_alive = version != "1.0" and parser.should_keep_alive()
-        cycle = RequestCycle(self, method, version, keep_alive, self.expect_continue)
+        if version == "1.0":  # no keep-alive; no interim answers either (RFC 9110, 10.1.1)
+            cycle = RequestCycle(self, method, version, False, False)
+        else:
+            cycle = RequestCycle(self, method, version, parser.should_keep_alive(), self.expect_continue)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -193,13 +202,16 @@ class ServerProtocol(asyncio.Protocol):
         """`cycle`'s answer is complete: close, or go on with the next request."""
         self.server_state.total_requests += 1
         self.running = None
-        if not cycle.keep_alive:
+        if not cycle.keep_alive or self.closing():
             self.close()
             return
         if self.queued:
             self.start(*self.queued.popleft())
             if not self.queued:
                 self.resume_reading()
+        elif self.rejection is not None:  # what followed the requests answered was broken
+            self.write_400(self.rejection)
+            self.close()
         else:
             self.resume_reading()
             self.became_idle()
@@ -255,21 +267,39 @@ class ServerProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     async def drain(self) -> None:
-        if self.writable is None:
-            self.writable = self.loop.create_future()
-        await self.writable
+        writable = self.writable
+        if writable is None:
+            writable = self.writable = self.loop.create_future()
+        # Shielded: a sender cancelled while it waits (a timeout around send()) must not
+        # cancel the future the next send() would then wait on, and raise from at once.
+        await asyncio.shield(writable)
 
     def reject(self, message: str) -> None:
         """Answer a request that could not be parsed, then close: the byte stream can no
-        longer be trusted to hold request boundaries."""
+        longer be trusted to hold request boundaries. Requests parsed whole before it are
+        answered first, in order, so that the 400 is not taken for their answer."""
+        if self.rejection is not None:
+            return  # the parser stays broken: said already
+        self.rejection = message
         log.warning("%s", message)
-        if self.running is None or not self.running.started:
-            body = orjson.dumps(
-                {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "bad_http"}}
-            )
-            head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
+        running = self.running
+        if running is not None and not (running is self.cycle and running.more_body):
+            # The broken bytes came after the running request: `answered` sends the 400
+            # after its answer and those of the requests queued behind it, but for the last
+            # one if it is the one whose body broke off.
+            if self.queued and self.queued[-1][0].more_body:
+                self.queued.pop()
+            return
+        if running is None or not running.started:
+            self.write_400(message)
         self.close()
+
+    def write_400(self, message: str) -> None:
+        body = orjson.dumps(
+            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "bad_http"}}
+        )
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
 
 
 def address(value: Any) -> tuple[str, int] | None:

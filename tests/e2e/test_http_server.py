@@ -461,3 +461,23 @@ def test_model_name_with_crlf_is_a_400_not_a_header(gateway: Gateway, upstream_a
     assert "control characters" in answer.json()["error"]["message"]
     assert answer.header("set-cookie") is None
     assert upstream_a.received == []
+
+
+def test_client_leaving_after_a_large_body_cancels_upstream(gateway: Gateway, upstream_a: Upstream) -> None:
+    # More than 64 KiB of body read at once pause reading until the app takes them; the
+    # server must read again after that, or it does not see the client leave while
+    # upstream works, and the upstream request runs to its end for nobody.
+    upstream_a.reset(Behaviour(delay_before_headers_s=5))
+    message = post(chat_body("m1", "x" * 200_000))
+    with Conn(gateway.port) as conn:
+        conn.send(message[:-80_000])
+        time.sleep(0.2)
+        conn.send(message[-80_000:])  # the end of the body, most likely read at once
+        deadline = time.monotonic() + TIMEOUT
+        while not upstream_a.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream_a.received
+    left = time.monotonic()
+    while upstream_a.cancelled == 0 and time.monotonic() - left < 2:
+        time.sleep(0.02)
+    assert upstream_a.cancelled == 1
