@@ -116,3 +116,26 @@ def test_check_warns_about_accepted_but_not_yet_enforced_settings(tmp_path: Path
     assert result.returncode == 0  # valid: these keys parse, they just do nothing yet
     assert "warning: auth.forward_auth" in result.stderr
     assert "warning: auth.keys[0]: rpm/tpm limits are not enforced yet" in result.stderr
+
+
+def test_serve_with_two_workers_and_each_http_protocol(upstream_a: Upstream) -> None:
+    """`--workers 2` spawns workers that each load modelway's HTTP protocol (or uvicorn's,
+    with MODELWAY_HTTP=uvicorn) and serve; both protocols answer the same way."""
+    config = {
+        "providers": [{"name": "vllm-a", "kind": "vllm", "base_url": f"{upstream_a.url}/v1"}],
+        "models": [{"name": "m", "deployments": [{"provider": "vllm-a"}]}],
+    }
+    for protocol in ("modelway", "uvicorn"):
+        gateway = Gateway(config, workers=2)
+        gateway.env["MODELWAY_HTTP"] = protocol
+        with gateway:
+            for _ in range(8):  # a new connection each: the kernel spreads them over the workers
+                reply = post_json(gateway.url, "/v1/chat/completions", {"model": "m", "messages": [{"role": "u"}]})
+                assert reply.status == 200, (protocol, reply.body)
+                assert reply.headers["x-modelway-provider"] == "vllm-a"
+
+
+def test_serve_refuses_an_unknown_http_protocol() -> None:
+    result = modelway("serve", "--port", "1", env={**os.environ, "MODELWAY_HTTP": "h11"})
+    assert result.returncode != 0
+    assert "MODELWAY_HTTP must be 'modelway' or 'uvicorn'" in result.stderr
