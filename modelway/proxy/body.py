@@ -47,7 +47,7 @@ class ClientGone(Exception):
 
 
 def check_content_type(content_type: str | None) -> None:
-    if content_type is None:
+    if content_type is None or content_type == "application/json":
         return  # no Content-Type: read as JSON
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
