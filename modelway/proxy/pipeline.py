@@ -210,25 +210,23 @@ async def run_until_disconnect(work: Coroutine[Any, Any, None], scope: dict[str,
     server itself where it offers the extension, else by a DisconnectWatch."""
     extensions = scope.get("extensions")
     signal: DisconnectSignal | None = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+    watch: DisconnectWatch | None = None
+    left: DisconnectSignal | DisconnectWatch  # which of the two tells whether the client left
     if signal is not None:
         signal.cancel_on_disconnect()
-        try:
-            await work
-        except asyncio.CancelledError:
-            if not signal.disconnected:
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()  # the client left: nothing to answer, nothing to propagate
-        return
-    task = asyncio.current_task()
-    assert task is not None
-    watch = DisconnectWatch(task, receive)
+        left = signal
+    else:
+        task = asyncio.current_task()
+        assert task is not None
+        left = watch = DisconnectWatch(task, receive)
     try:
         await work
     except asyncio.CancelledError:
-        if not watch.disconnected:
+        if not left.disconnected:
             raise
-        task.uncancel()
+        current = asyncio.current_task()
+        assert current is not None
+        current.uncancel()  # the client left: nothing to answer, nothing to propagate
     finally:
-        watch.stop()
+        if watch is not None:
+            watch.stop()
