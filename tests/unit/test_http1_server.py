@@ -120,11 +120,15 @@ async def test_stream_head_is_sent_before_the_first_chunk_is_ready() -> None:
         writer.close()
 
 
-async def test_disconnect_extension_cancels_the_task_when_the_client_leaves() -> None:
+async def outcome_of_leaving(before_asking: Callable[[Any], Awaitable[Any]] | None = None) -> str:
+    """A client sends a request and leaves after 0.1 s; the app (after `before_asking`, if
+    given) asks for cancellation on disconnect and sleeps. What became of the app's task."""
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         signal = scope["extensions"][DISCONNECT_EXTENSION]
+        if before_asking is not None:
+            await before_asking(receive)
         signal.cancel_on_disconnect()
         try:
             await asyncio.sleep(30)
@@ -138,7 +142,11 @@ async def test_disconnect_extension_cancels_the_task_when_the_client_leaves() ->
         writer.write(GET)
         await asyncio.sleep(0.1)
         writer.close()
-        assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
+        return await asyncio.wait_for(outcome, 2)
+
+
+async def test_disconnect_extension_cancels_the_task_when_the_client_leaves() -> None:
+    assert await outcome_of_leaving() == "cancelled, disconnected"
 
 
 async def test_a_client_that_does_not_read_holds_the_sender_back() -> None:
@@ -192,26 +200,11 @@ async def test_pipelined_requests_wait_for_the_answer_before_them() -> None:
 async def test_a_client_gone_before_the_app_asks_for_cancellation_still_cancels_it() -> None:
     # The client leaves while the app is busy before run_until_disconnect (routers, discovery):
     # asking for cancellation afterwards must act on the disconnect that already happened.
-    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        signal = scope["extensions"][DISCONNECT_EXTENSION]
+    async def busy(receive: Any) -> None:
         await receive()
         await asyncio.sleep(0.3)
-        signal.cancel_on_disconnect()
-        try:
-            await asyncio.sleep(30)
-            outcome.set_result("slept on")
-        except asyncio.CancelledError:
-            outcome.set_result("cancelled, disconnected" if signal.disconnected else "cancelled")
-            raise
 
-    async with serving(app) as port:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(GET)
-        await asyncio.sleep(0.1)
-        writer.close()
-        assert await asyncio.wait_for(outcome, 2) == "cancelled, disconnected"
+    assert await outcome_of_leaving(busy) == "cancelled, disconnected"
 
 
 async def test_a_client_leaving_after_a_large_body_is_noticed() -> None:
