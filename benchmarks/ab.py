@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.loadgen import run_wrk
-from benchmarks.procs import Services, ensure_tools, free_port
+from benchmarks.procs import Services, ensure_tools
 from benchmarks.systems import (
     CHAT_BODY,
     CHAT_PATH,
@@ -26,7 +26,7 @@ from benchmarks.systems import (
     System,
     service_port,
     start_modelway,
-    start_nginx,
+    start_upstream,
 )
 
 HERE = Path(__file__).resolve().parent.parent
@@ -45,8 +45,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="modelway-ab-") as tmp:
             workdir = Path(tmp)
-            upstream_port = free_port()
-            start_nginx(services, nginx, workdir, "nginx-upstream.conf", LOAD_CPU, port=upstream_port)
+            upstream_port = start_upstream(services, nginx, workdir)
             providers = {"bench": f"http://127.0.0.1:{upstream_port}/v1"}
             systems = []
             for label, source in (("A", args.a), ("B", args.b)):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.loadgen import run_wrk
 from benchmarks.overhead import RESULTS, prepare_process
-from benchmarks.procs import Services, ensure_tools, free_port
+from benchmarks.procs import Services, ensure_tools
 from benchmarks.report import table
 from benchmarks.systems import (
     CHAT_BODY,
@@ -38,7 +38,7 @@ from benchmarks.systems import (
     service_port,
     start_bare,
     start_modelway,
-    start_nginx,
+    start_upstream,
 )
 
 # Where the innermost Python frame of a sample lives decides whose time it is.
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="modelway-hotspots-") as tmp:
             workdir = Path(tmp)
-            upstream = free_port()
-            start_nginx(services, nginx, workdir, "nginx-upstream.conf", LOAD_CPU, port=upstream)
+            upstream = start_upstream(services, nginx, workdir)
             if args.target == "bare":
                 proxy = start_bare(services, workdir, "bare", upstream)
                 path = STREAM_PATH if args.stream else CHAT_PATH

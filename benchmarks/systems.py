@@ -142,13 +142,19 @@ DEFAULT_SYSTEMS = ("direct", "nginx", "bare", "modelway", "modelway-w2")
 ALL_SYSTEMS = (*DEFAULT_SYSTEMS, "modelway-uvicorn")
 
 
+def start_upstream(services: Services, nginx: str, workdir: Path) -> int:
+    """The near-free nginx upstream every system forwards to, on the load CPU; its port."""
+    port = free_port()
+    start_nginx(services, nginx, workdir, "nginx-upstream.conf", LOAD_CPU, port=port)
+    return port
+
+
 def start_load_systems(
     services: Services, nginx: str, workdir: Path, names: Sequence[str], compare: Sequence[Path] = ()
 ) -> list[System]:
     """The upstream, then each named system in front of it; `direct` always comes first.
     Each `compare` directory is another checkout whose modelway runs beside this one."""
-    upstream_port = free_port()
-    start_nginx(services, nginx, workdir, "nginx-upstream.conf", LOAD_CPU, port=upstream_port)
+    upstream_port = start_upstream(services, nginx, workdir)
     systems = [System("direct", "upstream direct (no proxy)", upstream_port, STREAM_PATH, None)]
     if "nginx" in names:
         port = free_port()
