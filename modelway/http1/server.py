@@ -61,6 +61,7 @@ class ServerProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
+        self.head_done = False  # on_headers_complete was called: on_header now gets chunked trailers
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -127,17 +128,24 @@ class ServerProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.expect_continue = False
+        self.head_done = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A chunked trailer (httptools reports them like headers, after the body): never
+            # a header. The app already holds the headers, which a front proxy may have
+            # checked; a trailer must not replace Authorization or add x-modelway-debug.
+            return
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.head_done = True
         parser = self.parser
         version = parser.get_http_version()
         url = self.url
