@@ -17,17 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import httptools
 import orjson
 
-from modelway.http1.cycle import DISCONNECT_EXTENSION, RequestCycle
+from modelway.http1.cycle import DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
 
 log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
+
+
+class Refused(Exception):
+    """Raised in a parser callback to stop parsing a request the server has refused."""
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -56,12 +61,13 @@ class ServerProtocol(asyncio.Protocol):
         self.defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers
         self.defaults_head = b""  # ... encoded
         self.idle_timer: asyncio.TimerHandle | None = None
-        self.rejection: str | None = None  # why the byte stream was found broken, once it was
+        self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
         self.head_done = False  # on_headers_complete was called: on_header now gets chunked trailers
+        self.has_host = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,7 +104,7 @@ class ServerProtocol(asyncio.Protocol):
             if self.cycle is not None:
                 self.cycle.keep_alive = False
         except httptools.HttpParserError as exc:
-            self.reject(f"invalid HTTP request: {exc}")
+            self.reject(f"invalid HTTP request: {exc}")  # unless a callback refused it already
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; an answer still being written is not lost
@@ -129,6 +135,7 @@ class ServerProtocol(asyncio.Protocol):
         self.headers = []
         self.expect_continue = False
         self.head_done = False
+        self.has_host = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -140,14 +147,39 @@ class ServerProtocol(asyncio.Protocol):
             # checked; a trailer must not replace Authorization or add x-modelway-debug.
             return
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
+        if name in CHECKED_FIELDS:
+            self.check_field(name, value)
         self.headers.append((name, value))
+
+    def check_field(self, name: bytes, value: bytes) -> None:
+        if name == b"host":
+            if self.has_host:  # which one names the target? (RFC 9112, 3.2)
+                self.refuse(400, "duplicate_host", "the request has more than one Host header")
+            self.has_host = True
+        elif name == b"expect":
+            if value.lower() == b"100-continue":
+                self.expect_continue = True
+        elif value.strip().lower() != b"chunked":
+            # llhttp takes "gzip, chunked" as chunked and would hand the app the body still
+            # gzipped; no coding but chunked is supported (RFC 9112, 6.1: 501).
+            self.refuse(
+                501,
+                "unsupported_transfer_encoding",
+                f"Transfer-Encoding {value[:100].decode('latin-1')!r} is not supported: only 'chunked' alone is",
+            )
 
     def on_headers_complete(self) -> None:
         self.head_done = True
         parser = self.parser
         version = parser.get_http_version()
+        if version == "1.1":
+            if not self.has_host:
+                self.refuse(400, "missing_host", "an HTTP/1.1 request must have a Host header")
+            cycle_args = (version, parser.should_keep_alive(), self.expect_continue)
+        elif version == "1.0":  # no keep-alive; no interim answers either (RFC 9110, 10.1.1)
+            cycle_args = (version, False, False)
+        else:
+            self.refuse_version(version)
         url = self.url
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
@@ -159,10 +191,7 @@ class ServerProtocol(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         method = parser.get_method().decode("ascii")
-        if version == "1.0":  # no keep-alive; no interim answers either (RFC 9110, 10.1.1)
-            cycle = RequestCycle(self, method, version, False, False)
-        else:
-            cycle = RequestCycle(self, method, version, parser.should_keep_alive(), self.expect_continue)
+        cycle = RequestCycle(self, method, *cycle_args)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -218,7 +247,7 @@ class ServerProtocol(asyncio.Protocol):
             if not self.queued:
                 self.resume_reading()
         elif self.rejection is not None:  # what followed the requests answered was broken
-            self.write_400(self.rejection)
+            self.write_error(*self.rejection)
             self.close()
         else:
             self.resume_reading()
@@ -282,13 +311,30 @@ class ServerProtocol(asyncio.Protocol):
         # cancel the future the next send() would then wait on, and raise from at once.
         await asyncio.shield(writable)
 
-    def reject(self, message: str) -> None:
-        """Answer a request that could not be parsed, then close: the byte stream can no
-        longer be trusted to hold request boundaries. Requests parsed whole before it are
-        answered first, in order, so that the 400 is not taken for their answer."""
+    def refuse_version(self, version: str) -> None:
+        if version == "2.0":  # a version the server does not speak (RFC 9112, 2.3: 505)
+            self.refuse(
+                505,
+                "http_version_not_supported",
+                "HTTP/2.0 is not served on this port: send HTTP/1.1 (an h2c Upgrade request is answered in HTTP/1.1)",
+            )
+        # httptools reports a request line without a version (HTTP/0.9's) as 0.9: it is not
+        # an HTTP/1.1 request line (RFC 9112, 3), and its client could not read the answer.
+        self.refuse(400, "bad_http", f"HTTP/{version} requests are not served: send HTTP/1.1")
+
+    def refuse(self, status: int, code: str, message: str) -> NoReturn:
+        """From a parser callback: answer `status`, close, and stop the parser."""
+        self.reject(message, status, code)
+        raise Refused(message)
+
+    def reject(self, message: str, status: int = 400, code: str = "bad_http") -> None:
+        """Answer a request that could not be parsed or is refused, then close: the byte
+        stream can no longer be trusted to hold request boundaries. Requests parsed whole
+        before it are answered first, in order, so that the error is not taken for their
+        answer."""
         if self.rejection is not None:
             return  # the parser stays broken: said already
-        self.rejection = message
+        self.rejection = (status, code, message)
         log.warning("%s", message)
         running = self.running
         if running is not None and not (running is self.cycle and running.more_body):
@@ -299,14 +345,14 @@ class ServerProtocol(asyncio.Protocol):
                 self.queued.pop()
             return
         if running is None or not running.started:
-            self.write_400(message)
+            self.write_error(status, code, message)
         self.close()
 
-    def write_400(self, message: str) -> None:
+    def write_error(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps(
-            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "bad_http"}}
+            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
         )
-        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        head = b"%bcontent-type: application/json\r\nconnection: close\r\n" % STATUS_LINES[status]
         self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.gateway import Gateway
-from support.rawhttp import Conn, assert_chat_answer, chat_body
+from support.rawhttp import Conn, assert_chat_answer, assert_keeps_serving, chat_body
 from support.upstream import Upstream
 
 KEY = "sk-test-good"
@@ -72,3 +72,59 @@ def test_chunked_trailers_never_become_headers(gateway: Gateway, upstream_a: Ups
     assert len(upstream_a.received) == 1
     assert "x-smuggled" not in upstream_a.received[0].headers
     assert "X-Smuggled" not in upstream_a.received[0].headers
+
+
+# --- (j) request lines, Host and Transfer-Encoding -----------------------------------------------
+
+
+def assert_refused(gateway: Gateway, request: bytes, status: int, words: str) -> None:
+    with Conn(gateway.port) as conn:
+        conn.send(request)
+        answer = conn.read_answer("GET")
+        assert answer.status == status, answer.raw
+        assert (answer.header("connection") or "").lower() == "close"
+        assert answer.header("content-type") == "application/json"
+        error = answer.json()["error"]
+        assert words in error["message"], error
+        assert error["type"] == "invalid_request_error"
+        assert conn.closed_by_server(within=5)
+    assert_keeps_serving(gateway)
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status", "words"),
+    [
+        (b"GET /health\r\n\r\n", 400, "HTTP/0.9"),  # HTTP/0.9: a request line without a version
+        (b"GET /health HTTP/0.9\r\nHost: gw\r\n\r\n", 400, "HTTP/0.9"),
+        (b"GET /health HTTP/2.0\r\nHost: gw\r\n\r\n", 505, "HTTP/2.0"),
+    ],
+    ids=["no-version", "0.9", "2.0"],
+)
+def test_http_versions_other_than_1x_are_refused(
+    gateway: Gateway, request_line: bytes, status: int, words: str
+) -> None:
+    assert_refused(gateway, request_line, status, words)
+
+
+def test_a_missing_or_duplicated_host_is_a_400(gateway: Gateway, upstream_a: Upstream) -> None:
+    assert_refused(gateway, b"GET /health HTTP/1.1\r\n\r\n", 400, "Host")
+    body = chat_body()
+    request = sized(body).replace(b"Host: gw\r\n", b"Host: gw\r\nHost: evil.example\r\n")
+    assert_refused(gateway, request, 400, "more than one Host")
+    assert upstream_a.received == []
+    # HTTP/1.0 has no Host requirement
+    with Conn(gateway.port) as conn:
+        conn.send(b"GET /health HTTP/1.0\r\n\r\n")
+        assert conn.read_answer("GET").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    "coding",
+    [b"Transfer-Encoding: gzip, chunked\r\n", b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"],
+    ids=["one-field", "two-fields"],
+)
+def test_a_transfer_coding_other_than_chunked_is_a_501(gateway: Gateway, upstream_a: Upstream, coding: bytes) -> None:
+    body = chat_body()
+    request = head(fields=coding) + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
+    assert_refused(gateway, request, 501, "gzip")
+    assert upstream_a.received == []
