@@ -24,6 +24,7 @@ import httptools
 import orjson
 
 from modelway.http1.cycle import DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
+from modelway.http1.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger("modelway.http")
 
@@ -35,8 +36,25 @@ class Refused(Exception):
     """Raised in a parser callback to stop parsing a request the server has refused."""
 
 
+class Discard:
+    """The parser of a connection that was refused: the bytes that follow are not read."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+DISCARD: Any = Discard()
+
+
 class ServerProtocol(asyncio.Protocol):
-    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: Any = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -44,6 +62,9 @@ class ServerProtocol(asyncio.Protocol):
         self.server_state = server_state
         self.app_state = app_state
         self.keepalive_s: float = config.timeout_keep_alive
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.max_url_bytes = limits.max_url_bytes
         self.parser = httptools.HttpRequestParser(self)
         # Answer the first of several pipelined requests even if the client closed after them.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -62,12 +83,15 @@ class ServerProtocol(asyncio.Protocol):
         self.defaults_head = b""  # ... encoded
         self.idle_timer: asyncio.TimerHandle | None = None
         self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
+        self.events = 0  # heads, body pieces and ends of requests parsed: progress between reads
+        self.stalled = 0  # bytes of the reads since the last event
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
         self.head_done = False  # on_headers_complete was called: on_header now gets chunked trailers
         self.has_host = False
+        self.head_room = self.max_header_bytes  # bytes the head (and trailers) may still take
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,6 +118,7 @@ class ServerProtocol(asyncio.Protocol):
         self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        events = self.events
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -104,7 +129,17 @@ class ServerProtocol(asyncio.Protocol):
             if self.cycle is not None:
                 self.cycle.keep_alive = False
         except httptools.HttpParserError as exc:
-            self.reject(f"invalid HTTP request: {exc}")  # unless a callback refused it already
+            self.reject(400, "bad_http", f"invalid HTTP request: {exc}")  # unless a callback refused it already
+        if self.events == events:
+            # Nothing but head bytes in this read (or a chunked body's framing and trailers).
+            # httptools keeps an unfinished header line to itself, growing it read after read,
+            # so on_header counts it only once whole: a 64 MB header is stopped here instead.
+            stalled = self.stalled + len(data)
+            self.stalled = stalled
+            if stalled > self.max_header_bytes:
+                self.reject(*self.head_too_large())
+        elif self.stalled:
+            self.stalled = 0
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; an answer still being written is not lost
@@ -136,16 +171,33 @@ class ServerProtocol(asyncio.Protocol):
         self.expect_continue = False
         self.head_done = False
         self.has_host = False
+        self.head_room = self.max_header_bytes
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
+    # Size limits are checked as the head arrives, piece by piece, and refused at once.
+    def on_url(self, piece: bytes) -> None:
+        url = self.url + piece
+        self.url = url
+        self.head_room -= len(piece)
+        if len(url) > self.max_url_bytes:
+            self.refuse(414, "url_too_long", f"the request target is longer than {self.max_url_bytes} bytes")
+        if self.head_room < 0:
+            self.refuse(*self.head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        room = self.head_room - len(name) - len(value) - 4  # name: value CRLF
+        self.head_room = room
         if self.head_done:
             # A chunked trailer (httptools reports them like headers, after the body): never
             # a header. The app already holds the headers, which a front proxy may have
             # checked; a trailer must not replace Authorization or add x-modelway-debug.
+            if room < 0:
+                self.refuse(*self.head_too_large())
             return
+        if len(self.headers) >= self.max_headers:
+            message = f"the request has more than server.max_headers ({self.max_headers}) headers"
+            self.refuse(431, "too_many_headers", message)
+        if room < 0:
+            self.refuse(*self.head_too_large())
         name = name.lower()
         if name in CHECKED_FIELDS:
             self.check_field(name, value)
@@ -170,6 +222,7 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        self.events += 1
         parser = self.parser
         version = parser.get_http_version()
         if version == "1.1":
@@ -217,11 +270,13 @@ class ServerProtocol(asyncio.Protocol):
             self.pause_reading()
 
     def on_body(self, body: bytes) -> None:
+        self.events += 1
         cycle = self.cycle
         if cycle is not None:
             cycle.add_body(body)
 
     def on_message_complete(self) -> None:
+        self.events += 1
         cycle = self.cycle
         if cycle is not None:
             cycle.end_body()
@@ -311,6 +366,13 @@ class ServerProtocol(asyncio.Protocol):
         # cancel the future the next send() would then wait on, and raise from at once.
         await asyncio.shield(writable)
 
+    def head_too_large(self) -> tuple[int, str, str]:
+        if self.head_done:
+            what = "the chunked body's trailers (or chunk extensions) exceed"
+        else:
+            what = "the request line and headers exceed"
+        return 431, "headers_too_large", f"{what} server.max_header_bytes ({self.max_header_bytes} bytes)"
+
     def refuse_version(self, version: str) -> None:
         if version == "2.0":  # a version the server does not speak (RFC 9112, 2.3: 505)
             self.refuse(
@@ -324,17 +386,18 @@ class ServerProtocol(asyncio.Protocol):
 
     def refuse(self, status: int, code: str, message: str) -> NoReturn:
         """From a parser callback: answer `status`, close, and stop the parser."""
-        self.reject(message, status, code)
+        self.reject(status, code, message)
         raise Refused(message)
 
-    def reject(self, message: str, status: int = 400, code: str = "bad_http") -> None:
+    def reject(self, status: int, code: str, message: str) -> None:
         """Answer a request that could not be parsed or is refused, then close: the byte
         stream can no longer be trusted to hold request boundaries. Requests parsed whole
         before it are answered first, in order, so that the error is not taken for their
         answer."""
         if self.rejection is not None:
-            return  # the parser stays broken: said already
+            return  # said already
         self.rejection = (status, code, message)
+        self.parser = DISCARD  # whatever the client sends from now on is not parsed
         log.warning("%s", message)
         running = self.running
         if running is not None and not (running is self.cycle and running.more_body):

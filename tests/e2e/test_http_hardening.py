@@ -4,11 +4,14 @@ half-close, and request lines or framing the server does not support."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from support.gateway import Gateway
-from support.rawhttp import Conn, assert_chat_answer, assert_keeps_serving, chat_body
+from support.rawhttp import Answer, Conn, assert_chat_answer, assert_keeps_serving, chat_body
 from support.upstream import Upstream
 
 KEY = "sk-test-good"
@@ -128,3 +131,116 @@ def test_a_transfer_coding_other_than_chunked_is_a_501(gateway: Gateway, upstrea
     request = head(fields=coding) + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
     assert_refused(gateway, request, 501, "gzip")
     assert upstream_a.received == []
+
+
+# --- (f) bounds on the request head ----------------------------------------------------------------
+
+
+def send_refused(conn: Conn, data: bytes) -> Answer:
+    """Send `data`, which the server refuses before its end: it stops reading and closes, so
+    sending may fail; its answer is read all the same, then the close."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        conn.send(data)
+    answer = conn.read_answer("GET")
+    assert (answer.header("connection") or "").lower() == "close"
+    with contextlib.suppress(ConnectionResetError):  # closed with bytes of ours unread: a reset
+        assert conn.sock.recv(65536) == b""
+    return answer
+
+
+def assert_limit(answer: Answer, status: int, words: str) -> None:
+    assert answer.status == status, answer.raw[:300]
+    assert answer.header("content-type") == "application/json"
+    message = answer.json()["error"]["message"]
+    assert words in message, message
+
+
+def test_a_url_over_8192_bytes_is_a_414(gateway: Gateway, upstream_a: Upstream) -> None:
+    with Conn(gateway.port) as conn:
+        answer = send_refused(conn, sized(chat_body(), target=b"/v1/chat/completions?q=" + b"a" * 1024 * 1024))
+    assert_limit(answer, 414, "8192 bytes")
+    assert upstream_a.received == []
+    with Conn(gateway.port) as conn:  # at the limit, in 17 pieces: served
+        request = head(b"GET", b"/health?q=" + b"a" * (8192 - 10))
+        for i in range(0, len(request), 512):
+            conn.send(request[i : i + 512])
+            time.sleep(0.01)
+        assert conn.read_answer("GET").json() == {"status": "ok"}
+
+
+def test_more_than_max_headers_is_a_431(gateway: Gateway, upstream_a: Upstream) -> None:
+    def fields(n: int) -> bytes:
+        return b"".join(b"X-Filler-%d: v\r\n" % i for i in range(n))
+
+    with Conn(gateway.port) as conn:  # 50,000 headers, 5 MB
+        answer = send_refused(conn, sized(chat_body(), fields(50_000)))
+    assert_limit(answer, 431, "server.max_headers (100)")
+    with Conn(gateway.port) as conn:  # Host, Authorization, Content-Length and 98: 101
+        answer = send_refused(conn, sized(chat_body(), fields(98)))
+    assert_limit(answer, 431, "server.max_headers (100)")
+    with Conn(gateway.port) as conn:  # 100: served
+        conn.send(sized(chat_body(), fields(97)))
+        assert_chat_answer(conn.read_answer(), "m1")
+    assert len(upstream_a.received) == 1
+
+
+@pytest.mark.parametrize("size", [100_000, 16 * 1024 * 1024], ids=["100KB", "16MB"])
+def test_a_head_over_max_header_bytes_is_a_431_and_never_forwarded(
+    gateway: Gateway, upstream_a: Upstream, size: int
+) -> None:
+    started = time.monotonic()
+    with Conn(gateway.port) as conn:
+        answer = send_refused(conn, sized(chat_body(), b"X-Big: " + b"v" * size + b"\r\n"))
+    assert_limit(answer, 431, "server.max_header_bytes (65536 bytes)")
+    assert time.monotonic() - started < 2
+    assert upstream_a.received == []
+    with Conn(gateway.port) as conn:  # a long header under the limit: served
+        conn.send(head(b"GET", b"/health", b"X-Big: " + b"v" * 60_000 + b"\r\n"))
+        assert conn.read_answer("GET").json() == {"status": "ok"}
+
+
+def test_a_huge_header_does_not_hold_up_other_clients(gateway: Gateway) -> None:
+    # 64 MB in one header line, sent while another client asks for /health: httptools would
+    # grow the line read after read, holding the event loop; it is refused early instead.
+    big = head(b"GET", b"/health", b"X-Big: ") + b"v" * (64 * 1024 * 1024)
+    result: list[Answer] = []
+    with Conn(gateway.port) as hog, Conn(gateway.port) as other:
+        sender = threading.Thread(target=lambda: result.append(send_refused(hog, big)))
+        sender.start()
+        worst = 0.0
+        for _ in range(20):
+            started = time.monotonic()
+            other.send(head(b"GET", b"/health"))
+            assert other.read_answer("GET").status == 200
+            worst = max(worst, time.monotonic() - started)
+            time.sleep(0.01)
+        sender.join(10)
+    assert result and result[0].status == 431
+    assert worst < 0.5, worst
+
+
+def test_trailers_over_max_header_bytes_are_a_431(gateway: Gateway, upstream_a: Upstream) -> None:
+    with Conn(gateway.port) as conn:
+        answer = send_refused(conn, chunked(chat_body(), b"X-Big: " + b"v" * 1024 * 1024 + b"\r\n"))
+    assert_limit(answer, 431, "trailers")
+    assert upstream_a.received == []
+
+
+def test_configured_head_limits_hold_in_every_worker(upstream_a: Upstream) -> None:
+    config = {
+        "server": {"max_header_bytes": 2048, "max_headers": 10},
+        "providers": [{"name": "a", "kind": "openai-compatible", "base_url": f"{upstream_a.url}/v1"}],
+        "models": [{"name": "m1", "deployments": [{"provider": "a"}]}],
+    }
+    with Gateway(config, workers=2) as gw:
+        for _ in range(6):  # a new connection each: the kernel spreads them over the workers
+            with Conn(gw.port) as conn:
+                answer = send_refused(conn, head(b"GET", b"/health", b"X-Big: " + b"v" * 3000 + b"\r\n"))
+            assert_limit(answer, 431, "server.max_header_bytes (2048 bytes)")
+            with Conn(gw.port) as conn:
+                fields = b"".join(b"X-%d: v\r\n" % i for i in range(9))  # and Host, Authorization: 11
+                answer = send_refused(conn, head(b"GET", b"/health", fields))
+            assert_limit(answer, 431, "server.max_headers (10)")
+            with Conn(gw.port) as conn:
+                conn.send(head(b"GET", b"/health", b"X-Big: " + b"v" * 1500 + b"\r\n"))
+                assert conn.read_answer("GET").json() == {"status": "ok"}
