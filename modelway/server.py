@@ -54,5 +54,9 @@ def http_protocol(server: ServerConfig) -> Any:
         return "httptools"
     if choice != "modelway":
         raise SystemExit(f"MODELWAY_HTTP must be 'modelway' or 'uvicorn', not {choice!r}")
-    limits = Limits(max_header_bytes=server.max_header_bytes, max_headers=server.max_headers)
+    limits = Limits(
+        max_header_bytes=server.max_header_bytes,
+        max_headers=server.max_headers,
+        body_timeout_s=server.body_timeout_s,
+    )
     return functools.partial(ServerProtocol, limits=limits)

@@ -1,6 +1,7 @@
 """What a client may send the server (SPEC section 2, `server:`): bounds on a request head,
-checked while it is parsed. `modelway.server` builds them from the config and hands them to
-every connection's protocol (`functools.partial`, which uvicorn's workers receive pickled)."""
+checked while it is parsed, and on the time its body takes to arrive. `modelway.server`
+builds them from the config and hands them to every connection's protocol (a
+`functools.partial`, which uvicorn's workers receive pickled)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class Limits:
     max_header_bytes: int = 65536  # request line and header fields (then trailers) → 431
     max_headers: int = 100  # header fields → 431
     max_url_bytes: int = MAX_URL_BYTES  # → 414
+    body_timeout_s: float = 30.0  # from the head to the body's end → 408
 
 
 DEFAULT_LIMITS = Limits()

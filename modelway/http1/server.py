@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from typing import Any, NoReturn
 from urllib.parse import unquote
@@ -65,6 +66,7 @@ class ServerProtocol(asyncio.Protocol):
         self.max_header_bytes = limits.max_header_bytes
         self.max_headers = limits.max_headers
         self.max_url_bytes = limits.max_url_bytes
+        self.body_timeout_s = limits.body_timeout_s
         self.parser = httptools.HttpRequestParser(self)
         # Answer the first of several pipelined requests even if the client closed after them.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -81,7 +83,8 @@ class ServerProtocol(asyncio.Protocol):
         self.idle_since = 0.0
         self.defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers
         self.defaults_head = b""  # ... encoded
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # the connection's one timer (idle, late body)
+        self.timer_at = 0.0  # ... when it fires
         self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
         self.events = 0  # heads, body pieces and ends of requests parsed: progress between reads
         self.stalled = 0  # bytes of the reads since the last event
@@ -108,9 +111,9 @@ class ServerProtocol(asyncio.Protocol):
         if self.running is not None:
             self.running.lost()
         self.queued.clear()
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.resume_writing()
         # The parser holds our callbacks and a cycle holds us: drop both, so that a closed
         # connection is freed by reference counting, not left to the cyclic GC.
@@ -140,6 +143,11 @@ class ServerProtocol(asyncio.Protocol):
                 self.reject(*self.head_too_large())
         elif self.stalled:
             self.stalled = 0
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.deadline:
+            # A body still to come after the read its head ended in (most arrive with it).
+            cycle.deadline = self.loop.time() + self.body_timeout_s
+            self.arm(cycle.deadline)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; an answer still being written is not lost
@@ -317,22 +325,57 @@ class ServerProtocol(asyncio.Protocol):
             self.defaults_head = b"".join(b"%b: %b\r\n" % (name.lower(), value) for name, value in headers)
         return self.defaults_head
 
-    # Idle connections: one timer per connection, checked against the last answer's end
-    # when it fires rather than cancelled and re-created for every request.
+    # Timeouts: one timer per connection, for the first of what may have to end it: being
+    # idle after an answer (checked against the last answer's end when it fires, rather
+    # than cancelled and re-created for every request), or a request body late to arrive.
     def became_idle(self) -> None:
-        self.idle_since = self.loop.time()
-        if self.idle_timer is None:
-            self.idle_timer = self.loop.call_at(self.idle_since + self.keepalive_s, self.check_idle)
+        now = self.idle_since = self.loop.time()
+        deadline = now + self.keepalive_s
+        if self.timer is None or self.timer_at > deadline:
+            self.arm(deadline)
 
-    def check_idle(self) -> None:
-        self.idle_timer = None
-        if self.running is not None or self.closing():
-            return  # busy: the end of its answer arms the timer again
-        deadline = self.idle_since + self.keepalive_s
-        if self.loop.time() >= deadline:
+    def arm(self, when: float) -> None:
+        """Have the timer fire at `when`, unless it fires earlier already."""
+        timer = self.timer
+        if timer is not None:
+            if self.timer_at <= when:
+                return
+            timer.cancel()
+        self.timer = self.loop.call_at(when, self.check_timer)
+        self.timer_at = when
+
+    def check_timer(self) -> None:
+        self.timer = None
+        if self.closing():
+            return
+        now = self.loop.time()
+        wake = math.inf
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and cycle.deadline:
+            if self.read_paused:  # the body waits on us (a request ahead, the app), not the client
+                cycle.deadline = now + self.body_timeout_s
+            elif now >= cycle.deadline:
+                self.body_late(cycle)
+                return
+            wake = cycle.deadline
+        if self.running is None:  # else busy: the end of its answer arms the timer again
+            deadline = self.idle_since + self.keepalive_s
+            if now >= deadline:
+                self.close()
+                return
+            wake = min(wake, deadline)
+        if wake < math.inf:
+            self.arm(wake)
+
+    def body_late(self, cycle: RequestCycle) -> None:
+        """A request's body did not arrive in time: a 408, unless its answer went out already
+        (one decided from the head alone, as a 413), and the connection closed either way."""
+        message = f"the request body did not arrive within server.body_timeout_s ({self.body_timeout_s:g} s)"
+        if cycle.complete:
+            log.warning("%s", message)
             self.close()
         else:
-            self.idle_timer = self.loop.call_at(deadline, self.check_idle)
+            self.reject(408, "body_timeout", message)
 
     # Transport helpers for the cycles
     def write(self, data: bytes) -> None:

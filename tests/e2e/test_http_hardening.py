@@ -8,24 +8,30 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from support.gateway import Gateway
 from support.rawhttp import Answer, Conn, assert_chat_answer, assert_keeps_serving, chat_body
-from support.upstream import Upstream
+from support.upstream import Behaviour, Upstream
 
 KEY = "sk-test-good"
+BODY_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream_a: Upstream) -> Iterator[Gateway]:
-    config = {
+    with Gateway(config_for(upstream_a)) as gw:
+        yield gw
+
+
+def config_for(upstream: Upstream) -> dict[str, Any]:
+    return {
+        "server": {"body_timeout_s": BODY_TIMEOUT},
         "auth": {"keys": [{"name": "tester", "key": KEY, "debug": True}]},
-        "providers": [{"name": "a", "kind": "openai-compatible", "base_url": f"{upstream_a.url}/v1"}],
+        "providers": [{"name": "a", "kind": "openai-compatible", "base_url": f"{upstream.url}/v1"}],
         "models": [{"name": "m1", "deployments": [{"provider": "a"}]}],
     }
-    with Gateway(config) as gw:
-        yield gw
 
 
 def head(
@@ -75,6 +81,85 @@ def test_chunked_trailers_never_become_headers(gateway: Gateway, upstream_a: Ups
     assert len(upstream_a.received) == 1
     assert "x-smuggled" not in upstream_a.received[0].headers
     assert "X-Smuggled" not in upstream_a.received[0].headers
+
+
+# --- (e) bodies that never finish --------------------------------------------------------------
+
+
+def assert_late(conn: Conn, started: float) -> None:
+    answer = conn.read_answer()
+    waited = time.monotonic() - started
+    assert answer.status == 408, answer.raw
+    assert (answer.header("connection") or "").lower() == "close"
+    message = answer.json()["error"]["message"]
+    assert "server.body_timeout_s (1 s)" in message, message
+    assert BODY_TIMEOUT - 0.1 < waited < BODY_TIMEOUT + 2, waited
+    assert conn.closed_by_server(within=2)
+
+
+@pytest.mark.parametrize(
+    "request_start",
+    [
+        sized(chat_body())[:-10],  # a Content-Length body short of its end
+        head(fields=b"Transfer-Encoding: chunked\r\n") + b"5\r\nhello\r\n",  # no last chunk
+    ],
+    ids=["sized", "chunked"],
+)
+def test_a_body_that_never_finishes_is_a_408_and_closed(
+    gateway: Gateway, upstream_a: Upstream, request_start: bytes
+) -> None:
+    # 20 such connections at once, without a client key: none is held open.
+    conns = [Conn(gateway.port) for _ in range(20)]
+    try:
+        started = time.monotonic()
+        for conn in conns:
+            conn.send(request_start.replace(KEY.encode(), b"not-a-key"))
+        for conn in conns:
+            assert_late(conn, started)
+    finally:
+        for conn in conns:
+            conn.sock.close()
+    assert upstream_a.received == []
+    assert_keeps_serving(gateway)
+
+
+def test_expect_100_continue_and_no_body_is_a_408(gateway: Gateway) -> None:
+    with Conn(gateway.port) as conn:
+        started = time.monotonic()
+        conn.send(head(fields=b"Content-Length: 100\r\nExpect: 100-continue\r\n"))
+        assert conn.read_answer().status == 100
+        assert_late(conn, started)
+
+
+def test_a_body_slower_than_its_head_but_in_time_is_served(gateway: Gateway) -> None:
+    request = sized(chat_body())
+    with Conn(gateway.port) as conn:
+        conn.send(request[:-10])
+        time.sleep(BODY_TIMEOUT / 2)
+        conn.send(request[-10:])
+        assert_chat_answer(conn.read_answer(), "m1")
+
+
+def test_a_body_the_server_holds_back_is_not_late(gateway: Gateway, upstream_a: Upstream) -> None:
+    # The second request waits behind the first, which takes longer than the body timeout:
+    # the server does not read its body meanwhile, so the client is not late with it.
+    upstream_a.reset(Behaviour(delay_before_headers_s=BODY_TIMEOUT * 2))
+    second = sized(chat_body())
+    with Conn(gateway.port) as conn:
+        conn.send(sized(chat_body()) + second[:-10])
+        time.sleep(BODY_TIMEOUT * 1.5)
+        conn.send(second[-10:])
+        assert_chat_answer(conn.read_answer(), "m1")
+        assert_chat_answer(conn.read_answer(), "m1")
+
+
+def test_under_uvicorns_protocol_the_app_bounds_the_body(upstream_a: Upstream) -> None:
+    gateway = Gateway(config_for(upstream_a), env={"MODELWAY_HTTP": "uvicorn"})
+    with gateway, Conn(gateway.port) as conn:
+        started = time.monotonic()
+        conn.send(sized(chat_body())[:-10])
+        assert_late(conn, started)
+    assert upstream_a.received == []
 
 
 # --- (j) request lines, Host and Transfer-Encoding -----------------------------------------------
