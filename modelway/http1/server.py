@@ -26,6 +26,7 @@ import orjson
 
 from modelway.http1.cycle import DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
 from modelway.http1.limits import DEFAULT_LIMITS, Limits
+from modelway.http1.upgrade import UpgradeBody, body_framing
 
 log = logging.getLogger("modelway.http")
 
@@ -124,13 +125,8 @@ class ServerProtocol(asyncio.Protocol):
         events = self.events
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol to switch to: the request is answered as it is, and the connection
-            # closed after it. The parser skips the rest of this read but parses the next
-            # one afresh: a request found there waits behind this one and is dropped by the
-            # close, anything else is rejected after its answer (which the close skips).
-            if self.cycle is not None:
-                self.cycle.keep_alive = False
+        except httptools.HttpParserUpgrade as exc:
+            self.no_upgrade(data[exc.args[0] :])
         except httptools.HttpParserError as exc:
             self.reject(400, "bad_http", f"invalid HTTP request: {exc}")  # unless a callback refused it already
         if self.events == events:
@@ -148,6 +144,26 @@ class ServerProtocol(asyncio.Protocol):
             # A body still to come after the read its head ended in (most arrive with it).
             cycle.deadline = self.loop.time() + self.body_timeout_s
             self.arm(cycle.deadline)
+
+    def no_upgrade(self, rest: bytes) -> None:
+        """A request asked to switch protocols. There is none to switch to: it is answered as
+        plain HTTP/1.1, with its body, and the connection closed after it (`upgrade.py`)."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        cycle.keep_alive = False
+        framing = body_framing(self.headers)
+        if framing is None:
+            # No body: what follows is dropped. The parser skips the rest of this read but
+            # parses the next one afresh: a request found there waits behind this one and is
+            # dropped by the close, anything else is rejected after its answer (which the
+            # close skips).
+            return
+        cycle.more_body = True  # httptools ended the request at its head: it has not
+        reader = UpgradeBody(self, framing)
+        self.parser = reader.parser
+        if rest:
+            self.data_received(rest)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too; an answer still being written is not lost

@@ -329,3 +329,32 @@ def test_configured_head_limits_hold_in_every_worker(upstream_a: Upstream) -> No
             with Conn(gw.port) as conn:
                 conn.send(head(b"GET", b"/health", b"X-Big: " + b"v" * 1500 + b"\r\n"))
                 assert conn.read_answer("GET").json() == {"status": "ok"}
+
+
+# --- (h) Upgrade requests -----------------------------------------------------------------------
+
+H2C = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+WEBSOCKET = b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+
+
+@pytest.mark.parametrize("upgrade", [H2C, WEBSOCKET], ids=["h2c", "websocket"])
+@pytest.mark.parametrize("framing", ["sized", "chunked", "sized-later"])
+def test_a_post_asking_to_upgrade_is_answered_in_http11_with_its_body(
+    gateway: Gateway, upstream_a: Upstream, upgrade: bytes, framing: str
+) -> None:
+    body = chat_body(content="upgrade me")
+    with Conn(gateway.port) as conn:
+        if framing == "chunked":
+            conn.send(chunked(body, fields=upgrade))
+        elif framing == "sized":
+            conn.send(sized(body, upgrade))  # what `curl --http2 -d ...` sends
+        else:  # the body in a read of its own
+            request = sized(body, upgrade)
+            conn.send(request[: -len(body)])
+            time.sleep(0.1)
+            conn.send(body)
+        answer = conn.read_answer()
+        assert_chat_answer(answer, "m1")
+        assert answer.header("upgrade") is None  # no switch: HTTP/1.1 it stays
+        assert conn.closed_by_server(within=5)
+    assert upstream_a.received[0].body["messages"][0]["content"] == "upgrade me"
