@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 from collections import deque
 from typing import Any, NoReturn
 from urllib.parse import unquote
@@ -24,7 +25,7 @@ from urllib.parse import unquote
 import httptools
 import orjson
 
-from modelway.http1.cycle import DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
+from modelway.http1.cycle import CONTINUE, DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
 from modelway.http1.limits import DEFAULT_LIMITS, Limits
 from modelway.http1.upgrade import UpgradeBody, body_framing
 
@@ -32,6 +33,7 @@ log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
+PEER_CHECKS = (0.05, 2.0)  # a client that sent EOF is checked after 50 ms, then twice as late up to 2 s
 
 
 class Refused(Exception):
@@ -88,6 +90,8 @@ class ServerProtocol(asyncio.Protocol):
         self.timer_at = 0.0  # ... when it fires
         self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
         self.events = 0  # heads, body pieces and ends of requests parsed: progress between reads
+        self.peer_check = 0.0  # once the client sent its EOF: how often to check it is still there
+        self.probed = False  # ... and whether it was sent a 100 Continue to find out
         self.stalled = 0  # bytes of the reads since the last event
         # per-request parsing state
         self.url = b""
@@ -166,7 +170,23 @@ class ServerProtocol(asyncio.Protocol):
             self.data_received(rest)
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too; an answer still being written is not lost
+        """The client will send nothing more: it half-closed (shutdown(SHUT_WR), which some
+        HTTP/1.0 clients and scripts do after their request), or closed. The requests it
+        sent whole are answered, then the connection closes; with none, it closes now."""
+        running = self.running
+        if running is None or self.scheme == "https":  # TLS has no half-close: close
+            return None  # an answer still being written is not lost
+        last = self.cycle
+        if last is not None and last.more_body:  # a body that will never end
+            if last is running:
+                return None  # its app hears of the disconnect
+            self.queued.pop()  # it waits behind the running one: dropped
+        last = self.queued[-1][0] if self.queued else running
+        last.keep_alive = False
+        self.cycle = last
+        self.peer_check = PEER_CHECKS[0]  # but a client that closed must not be answered for nothing
+        self.arm(self.loop.time() + self.peer_check)
+        return True
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -366,6 +386,11 @@ class ServerProtocol(asyncio.Protocol):
             return
         now = self.loop.time()
         wake = math.inf
+        if self.peer_check and self.running is not None:
+            if self.peer_gone():
+                self.close()
+                return
+            wake = now + self.peer_check
         cycle = self.cycle
         if cycle is not None and cycle.more_body and cycle.deadline:
             if self.read_paused:  # the body waits on us (a request ahead, the app), not the client
@@ -382,6 +407,29 @@ class ServerProtocol(asyncio.Protocol):
             wake = min(wake, deadline)
         if wake < math.inf:
             self.arm(wake)
+
+    def peer_gone(self) -> bool:
+        """Has the client, which sends no more, closed its socket rather than only its
+        sending side? It cannot be told from the FIN; but a closed socket answers the next
+        bytes sent to it with a reset. Bytes of the answer do, once it is being written;
+        before that, an HTTP/1.1 client is sent a 100 Continue (which every client must be
+        able to skip, RFC 9110 section 15.2), and the socket is checked for the reset in the
+        timer's next turns, from soon after to every few seconds."""
+        self.peer_check = min(self.peer_check * 2, PEER_CHECKS[1])
+        running = self.running
+        if (
+            running is not None
+            and running.http_version == "1.1"  # an HTTP/1.0 client may be sent no 1xx
+            and (not running.started or running.head is not None)  # nothing of the answer went out yet
+            and not self.probed
+        ):
+            self.probed = True
+            self.write(CONTINUE)
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        try:
+            return sock is None or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
+        except OSError:
+            return True
 
     def body_late(self, cycle: RequestCycle) -> None:
         """A request's body did not arrive in time: a 408, unless its answer went out already

@@ -5,6 +5,7 @@ half-close, and request lines or framing the server does not support."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -358,3 +359,57 @@ def test_a_post_asking_to_upgrade_is_answered_in_http11_with_its_body(
         assert answer.header("upgrade") is None  # no switch: HTTP/1.1 it stays
         assert conn.closed_by_server(within=5)
     assert upstream_a.received[0].body["messages"][0]["content"] == "upgrade me"
+
+
+# --- (i) clients that half-close -------------------------------------------------------------------
+
+
+def final_answer(conn: Conn, method: str = "POST") -> Answer:
+    """The next final answer, past any 1xx (a half-closed client may be sent a 100 Continue)."""
+    while True:
+        answer = conn.read_answer(method)
+        if answer.status >= 200:
+            return answer
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+def test_a_client_that_half_closes_after_its_request_gets_its_answer(gateway: Gateway, version: bytes) -> None:
+    with Conn(gateway.port) as conn:
+        conn.send(sized(chat_body(), version=version))
+        conn.sock.shutdown(socket.SHUT_WR)
+        assert_chat_answer(final_answer(conn), "m1")
+        assert conn.closed_by_server(within=5)
+
+
+def test_a_slow_answer_still_reaches_a_half_closed_client(gateway: Gateway, upstream_a: Upstream) -> None:
+    upstream_a.reset(Behaviour(delay_before_headers_s=0.6))  # long enough for the server to wonder
+    with Conn(gateway.port) as conn:
+        conn.send(sized(chat_body()) + head(b"GET", b"/health"))  # and a second one, pipelined
+        conn.sock.shutdown(socket.SHUT_WR)
+        assert_chat_answer(final_answer(conn), "m1")
+        assert final_answer(conn, "GET").json() == {"status": "ok"}
+        assert conn.closed_by_server(within=5)
+
+
+def test_a_half_close_before_the_body_ends_closes_without_an_answer(gateway: Gateway, upstream_a: Upstream) -> None:
+    with Conn(gateway.port) as conn:
+        conn.send(sized(chat_body())[:-10])
+        conn.sock.shutdown(socket.SHUT_WR)
+        assert conn.closed_by_server(within=5)
+    assert upstream_a.received == []
+
+
+def test_a_client_that_closes_while_its_request_runs_still_cancels_it(gateway: Gateway, upstream_a: Upstream) -> None:
+    # A close and a half-close look the same to the server (a FIN): the one that closed must
+    # still be found gone at once, not when its answer is written.
+    upstream_a.reset(Behaviour(delay_before_headers_s=3))
+    with Conn(gateway.port) as conn:
+        conn.send(sized(chat_body()))
+        deadline = time.monotonic() + 5
+        while not upstream_a.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+    left = time.monotonic()
+    while upstream_a.cancelled == 0 and time.monotonic() - left < 2:
+        time.sleep(0.02)
+    assert upstream_a.cancelled == 1
+    assert time.monotonic() - left < 1
