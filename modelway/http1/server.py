@@ -4,20 +4,24 @@ workers, signals, lifespan, graceful shutdown and the Date header it refreshes e
 
 It parses with httptools like uvicorn's httptools protocol and runs each request as an
 ASGI cycle (`cycle.py`). It is leaner where a gateway pays for every microsecond: no
-Event or timer per request (one idle timer per connection, re-armed lazily), one write
-per sized answer, and request targets split without a URL parser when they are plain
+Event or timer per request (one timer per connection, re-armed lazily: `timers.py`), one
+write per sized answer, and request targets split without a URL parser when they are plain
 paths. It supports what modelway's server uses: keep-alive, pipelining, chunked request
-bodies, `Expect: 100-continue`, HEAD, HTTP/1.0, flow control both ways, and the keep-alive
-timeout; not WebSockets (an Upgrade request is answered as a plain request), not
-uvicorn's `limit_concurrency`, `root_path` or access log.
+bodies, `Expect: 100-continue`, HEAD, HTTP/1.0, flow control both ways, the keep-alive
+timeout and clients that half-close; not WebSockets or h2c (an Upgrade request is answered
+as a plain request, its body read by `upgrade.py`), not uvicorn's `limit_concurrency`,
+`root_path` or access log.
+
+What a client may send is bounded (`limits.py`, SPEC section 2): a request head while it
+arrives (414, 431), the time a body takes to arrive (408). Chunked trailers are dropped,
+and request lines, Host fields and transfer codings it does not serve are refused (400,
+501, 505); each refusal is a JSON error, and the connection is closed after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import socket
 from collections import deque
 from typing import Any, NoReturn
 from urllib.parse import unquote
@@ -25,15 +29,15 @@ from urllib.parse import unquote
 import httptools
 import orjson
 
-from modelway.http1.cycle import CONTINUE, DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
+from modelway.http1.cycle import DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
 from modelway.http1.limits import DEFAULT_LIMITS, Limits
+from modelway.http1.timers import ConnectionTimer
 from modelway.http1.upgrade import UpgradeBody, body_framing
 
 log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
-PEER_CHECKS = (0.05, 2.0)  # a client that sent EOF is checked after 50 ms, then twice as late up to 2 s
 
 
 class Refused(Exception):
@@ -50,7 +54,7 @@ class Discard:
 DISCARD: Any = Discard()
 
 
-class ServerProtocol(asyncio.Protocol):
+class ServerProtocol(ConnectionTimer, asyncio.Protocol):
     def __init__(
         self,
         config: Any,
@@ -168,25 +172,6 @@ class ServerProtocol(asyncio.Protocol):
         self.parser = reader.parser
         if rest:
             self.data_received(rest)
-
-    def eof_received(self) -> bool | None:
-        """The client will send nothing more: it half-closed (shutdown(SHUT_WR), which some
-        HTTP/1.0 clients and scripts do after their request), or closed. The requests it
-        sent whole are answered, then the connection closes; with none, it closes now."""
-        running = self.running
-        if running is None or self.scheme == "https":  # TLS has no half-close: close
-            return None  # an answer still being written is not lost
-        last = self.cycle
-        if last is not None and last.more_body:  # a body that will never end
-            if last is running:
-                return None  # its app hears of the disconnect
-            self.queued.pop()  # it waits behind the running one: dropped
-        last = self.queued[-1][0] if self.queued else running
-        last.keep_alive = False
-        self.cycle = last
-        self.peer_check = PEER_CHECKS[0]  # but a client that closed must not be answered for nothing
-        self.arm(self.loop.time() + self.peer_check)
-        return True
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -360,86 +345,6 @@ class ServerProtocol(asyncio.Protocol):
             self.defaults = headers
             self.defaults_head = b"".join(b"%b: %b\r\n" % (name.lower(), value) for name, value in headers)
         return self.defaults_head
-
-    # Timeouts: one timer per connection, for the first of what may have to end it: being
-    # idle after an answer (checked against the last answer's end when it fires, rather
-    # than cancelled and re-created for every request), or a request body late to arrive.
-    def became_idle(self) -> None:
-        now = self.idle_since = self.loop.time()
-        deadline = now + self.keepalive_s
-        if self.timer is None or self.timer_at > deadline:
-            self.arm(deadline)
-
-    def arm(self, when: float) -> None:
-        """Have the timer fire at `when`, unless it fires earlier already."""
-        timer = self.timer
-        if timer is not None:
-            if self.timer_at <= when:
-                return
-            timer.cancel()
-        self.timer = self.loop.call_at(when, self.check_timer)
-        self.timer_at = when
-
-    def check_timer(self) -> None:
-        self.timer = None
-        if self.closing():
-            return
-        now = self.loop.time()
-        wake = math.inf
-        if self.peer_check and self.running is not None:
-            if self.peer_gone():
-                self.close()
-                return
-            wake = now + self.peer_check
-        cycle = self.cycle
-        if cycle is not None and cycle.more_body and cycle.deadline:
-            if self.read_paused:  # the body waits on us (a request ahead, the app), not the client
-                cycle.deadline = now + self.body_timeout_s
-            elif now >= cycle.deadline:
-                self.body_late(cycle)
-                return
-            wake = cycle.deadline
-        if self.running is None:  # else busy: the end of its answer arms the timer again
-            deadline = self.idle_since + self.keepalive_s
-            if now >= deadline:
-                self.close()
-                return
-            wake = min(wake, deadline)
-        if wake < math.inf:
-            self.arm(wake)
-
-    def peer_gone(self) -> bool:
-        """Has the client, which sends no more, closed its socket rather than only its
-        sending side? It cannot be told from the FIN; but a closed socket answers the next
-        bytes sent to it with a reset. Bytes of the answer do, once it is being written;
-        before that, an HTTP/1.1 client is sent a 100 Continue (which every client must be
-        able to skip, RFC 9110 section 15.2), and the socket is checked for the reset in the
-        timer's next turns, from soon after to every few seconds."""
-        self.peer_check = min(self.peer_check * 2, PEER_CHECKS[1])
-        running = self.running
-        if (
-            running is not None
-            and running.http_version == "1.1"  # an HTTP/1.0 client may be sent no 1xx
-            and (not running.started or running.head is not None)  # nothing of the answer went out yet
-            and not self.probed
-        ):
-            self.probed = True
-            self.write(CONTINUE)
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        try:
-            return sock is None or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0
-        except OSError:
-            return True
-
-    def body_late(self, cycle: RequestCycle) -> None:
-        """A request's body did not arrive in time: a 408, unless its answer went out already
-        (one decided from the head alone, as a 413), and the connection closed either way."""
-        message = f"the request body did not arrive within server.body_timeout_s ({self.body_timeout_s:g} s)"
-        if cycle.complete:
-            log.warning("%s", message)
-            self.close()
-        else:
-            self.reject(408, "body_timeout", message)
 
     # Transport helpers for the cycles
     def write(self, data: bytes) -> None:
