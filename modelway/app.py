@@ -16,7 +16,7 @@ from modelway.errors import GatewayError, MethodNotAllowed, NotFound
 from modelway.failover.chain import usable
 from modelway.metrics import build_registry
 from modelway.proxy import pipeline
-from modelway.proxy.body import Receive
+from modelway.proxy.body import BodyDeadline, Receive
 from modelway.proxy.responses import Send, send_bytes, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
 
@@ -139,6 +139,10 @@ def create_app(runtime: Runtime) -> Gateway:
     return Gateway(RuntimeRef(runtime))
 
 
-def app_from_env() -> Gateway:
+def app_from_env() -> Gateway | BodyDeadline:
     """uvicorn's factory: each worker process builds its own app from MODELWAY_CONFIG."""
-    return create_app(Runtime(load_config(os.environ.get("MODELWAY_CONFIG") or None)))
+    runtime = Runtime(load_config(os.environ.get("MODELWAY_CONFIG") or None))
+    app = create_app(runtime)
+    if os.environ.get("MODELWAY_HTTP") == "uvicorn":  # its protocol waits for a body for ever
+        return BodyDeadline(app, runtime.config.server.body_timeout_s)
+    return app

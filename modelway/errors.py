@@ -8,6 +8,7 @@
     │   ├── Forbidden               403
     │   ├── NotFound                404 (unknown model, unknown path)
     │   ├── MethodNotAllowed        405
+    │   ├── RequestTimeout          408 (the body did not arrive in time)
     │   ├── PayloadTooLarge         413
     │   ├── AllAttemptsFailed       502 (message summarises each attempt)
     │   ├── NoHealthyDeployment     503
@@ -87,6 +88,12 @@ class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "body_timeout"
 
 
 class PayloadTooLarge(GatewayError):

@@ -1,16 +1,18 @@
-"""Reading and checking the request body: size limit, content type, JSON, the fields
-modelway itself reads. Each failure is a 400/413 that says what is wrong and where."""
+"""Reading and checking the request body: size limit, time limit, content type, JSON, the
+fields modelway itself reads. Each failure is a 400/408/413 that says what is wrong and where."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from modelway.errors import BadRequest, PayloadTooLarge
+from modelway.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+ASGIApp = Callable[[dict[str, Any], Receive, Any], Awaitable[None]]
 
 
 async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
@@ -44,6 +46,49 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
 
 class ClientGone(Exception):
     """The client disconnected before its request was read."""
+
+
+class BodyDeadline:
+    """Bounds the arrival of request bodies where the server does not: under uvicorn's own
+    protocol (MODELWAY_HTTP=uvicorn), a body that never finishes would hold its connection
+    and its task for ever. modelway's protocol answers 408 itself, and runs without this.
+
+    Each request's receive() gives up `timeout_s` after the request reached the app, until
+    its last body message: read_body's wait then raises RequestTimeout, a 408 sent with
+    `connection: close` so that the server closes the connection after it."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Any) -> None:
+        if scope["type"] == "http":
+            receive = BoundedReceive(receive, asyncio.get_running_loop().time() + self.timeout_s, self.timeout_s)
+        await self.app(scope, receive, send)
+
+
+class BoundedReceive:
+    __slots__ = ("deadline", "receive", "timeout_s")
+
+    def __init__(self, receive: Receive, deadline: float, timeout_s: float) -> None:
+        self.receive = receive
+        self.deadline: float | None = deadline
+        self.timeout_s = timeout_s
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.deadline is None:  # the body is read: waiting for a disconnect is not bounded
+            return await self.receive()
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                message = await self.receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within server.body_timeout_s ({self.timeout_s:g} s)",
+                headers={"connection": "close"},
+            ) from None
+        if not message.get("more_body"):
+            self.deadline = None
+        return message
 
 
 def check_content_type(content_type: str | None) -> None:
