@@ -33,6 +33,7 @@ from modelway.proxy.body import (
 from modelway.proxy.context import RequestContext
 from modelway.proxy.decide import run_routers
 from modelway.proxy.executor import REENTRY, ExecutorCall
+from modelway.proxy.paths import forward_path, relative
 from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
 from modelway.runtime import ModelRoute, Runtime
@@ -57,18 +58,6 @@ def forwardable(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [pair for pair in raw if pair[0] not in NOT_FORWARDED and not pair[0].startswith(b"x-modelway-")]
 
 
-def upstream_path(path: str) -> str:
-    """The path relative to a provider's base_url: "/v1/chat/completions" → "chat/completions"."""
-    if path.startswith("/v1/"):
-        return path[4:]
-    return path.lstrip("/")
-
-
-def has_dot_segment(path: str) -> bool:
-    """"/v1/../admin" would leave the provider's base_url once joined to it."""
-    return any(segment in (".", "..") for segment in path.split("/"))
-
-
 def is_anthropic_path(path: str) -> bool:
     return path.endswith("/messages") or "/messages/" in path
 
@@ -78,8 +67,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
     anthropic = is_anthropic_path(path)
     ctx: RequestContext | None = None
     try:
-        if "/." in path and has_dot_segment(path):
-            raise BadRequest(f"path {path[:100]!r} has a '.' or '..' segment", code="invalid_path")
+        forwarded = forward_path(path, scope.get("raw_path"))
         raw_headers: dict[bytes, bytes] = dict(scope["headers"])
         length = raw_headers.get(b"content-length")
         body = await read_body(receive, length.decode("latin-1") if length is not None else None,
@@ -91,7 +79,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
             runtime=runtime,
             scope=scope,
             path=path,
-            upstream_path=upstream_path(path),
+            upstream_path=relative(forwarded),
             payload=payload,
             raw_body=body,
             raw_headers=raw_headers,

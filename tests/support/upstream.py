@@ -24,6 +24,7 @@ class Received:
     headers: dict[str, str]
     body: Any
     peer: tuple[str, int] | None = None  # the client's address: tells connections apart
+    raw_path: str = ""  # the request target as it came, percent-encoding and query included
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Behaviour:
     error_body: dict[str, Any] | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     token_status: dict[str, int] = field(default_factory=dict)  # Authorization value → status
+    header_status: dict[str, int] = field(default_factory=dict)  # header name present → status
 
 
 class Upstream:
@@ -101,7 +103,8 @@ class Upstream:
     def _record(self, request: web.Request, body: Any) -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.received.append(
-            Received(request.method, request.path, dict(request.query), dict(request.headers), body, peer)
+            Received(request.method, request.path, dict(request.query), dict(request.headers), body, peer,
+                     request.raw_path)
         )
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
@@ -132,6 +135,9 @@ class Upstream:
                 request.transport.abort()
                 return web.Response()
             status = behaviour.token_status.get(request.headers.get("Authorization", ""), behaviour.status)
+            for name, code in behaviour.header_status.items():
+                if name in request.headers:
+                    status = code
             if status != 200:
                 headers = dict(behaviour.extra_headers)
                 if behaviour.retry_after:

@@ -1,0 +1,77 @@
+"""What reaches a provider, and what comes back from it (SPEC section 5): the path never
+leaves the provider's base URL, the client's credentials, identity, hop-by-hop headers
+and query string stay behind, and an upstream's cookies are not relayed.
+
+Each case was a hole found by probing (issue 16); the upstream records what it got."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from support.gateway import Gateway
+from support.http import post_json
+from support.upstream import Upstream
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream_a: Upstream) -> Iterator[Gateway]:
+    config = {
+        "providers": [
+            {
+                "name": "a",
+                "kind": "openai-compatible",
+                "base_url": f"{upstream_a.url}/v1",
+                "auth": {"header": {"Authorization": "Bearer token-a"}, "query": {"key": "provider-secret"}},
+            }
+        ],
+        "models": [{"name": "m", "deployments": [{"provider": "a"}]}],
+    }
+    with Gateway(config) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/%252e%252e/%252e%252e/admin",  # decoded once: %2e%2e, which a URL library resolved
+        "/v1/%252E%252E/admin",
+        "/v1/%2e%2e/admin",
+        "/v1/.%2e/admin",
+        "/v1/%2E./admin",
+        "/v1/%25%32%65%25%32%65/admin",  # the hex digits encoded too
+        "/v1/%25252e%25252e/admin",  # three layers
+        "/v1/..%2fadmin",
+        "/v1/chat%2F..%2F..%2Fadmin",
+        "/v1/..%5cadmin",
+        "/v1/%255c..%255cadmin",
+        "/v1/..\\admin",
+        "/v1/../admin",
+        "/v1/./chat/completions",
+    ],
+)
+def test_a_path_that_could_leave_the_base_url_is_400(gateway: Gateway, upstream_a: Upstream, path: str) -> None:
+    reply = post_json(gateway.url, path, CHAT)
+    assert reply.status == 400, (path, reply.status, upstream_a.received[-1:])
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_path"
+    assert "path" in error["message"]
+    assert any(word in error["message"] for word in ("'.'", "'/'", "backslash", "'\\\\'")), error["message"]
+    assert upstream_a.received == []
+
+
+def test_an_encoded_path_reaches_the_provider_under_its_base_url(gateway: Gateway, upstream_a: Upstream) -> None:
+    reply = post_json(gateway.url, "/v1/some%20thing/a%3Fb", CHAT)
+    assert reply.status == 200, reply.body
+    (seen,) = upstream_a.received
+    assert seen.path == "/v1/some thing/a?b"  # an encoded '?' stays in the path
+    assert seen.raw_path == "/v1/some%20thing/a%3Fb?key=provider-secret"
+    assert seen.query == {"key": "provider-secret"}
+
+
+def test_dots_inside_a_segment_are_fine(gateway: Gateway, upstream_a: Upstream) -> None:
+    reply = post_json(gateway.url, "/v1/files/a..b/x%2ey", CHAT)
+    assert reply.status == 200, reply.body
+    assert upstream_a.received[-1].raw_path.startswith("/v1/files/a..b/x.y?")
