@@ -38,10 +38,9 @@ RESPONSE_SKIP = HOP_BY_HOP | SERVER_OWNED
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    path: str  # relative to the provider's base_url, e.g. "chat/completions"
-    client_path: str  # the path the client called, e.g. "/v1/chat/completions"
-    query: str  # the client's raw query string ("" when none)
-    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (no auth, no hop-by-hop), raw
+    path: str  # relative to the provider's base_url, e.g. "chat/completions"; percent-encoded
+    client_path: str  # the path the client called, e.g. "/v1/chat/completions" (decoded)
+    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (proxy/forwarding.py), raw
     body: bytes
     stream: bool
 

@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -71,7 +71,7 @@ class HttpProvider(Provider):
         # What every request here carries after its own headers, per credential: static
         # headers and auth, already encoded; and the names they override.
         self._heads: dict[int, tuple[bytes, frozenset[bytes]]] = {}
-        self._targets: dict[tuple[str, str, int], bytes] = {}
+        self._targets: dict[tuple[str, int], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -90,10 +90,10 @@ class HttpProvider(Provider):
 
     def target_for(self, request: UpstreamRequest, credential: ProviderAuth) -> bytes:
         """The request target (path and query) as sent on the request line."""
-        key = (request.path, request.query, id(credential))
+        key = (request.path, id(credential))
         target = self._targets.get(key)
         if target is None:
-            target = self._build_target(request.path, request.client_path, request.query, credential).encode("ascii")
+            target = self._build_target(request.path, request.client_path, credential).encode("ascii")
             if len(self._targets) >= URL_CACHE_SIZE:
                 self._targets.clear()
             self._targets[key] = target
@@ -121,11 +121,12 @@ class HttpProvider(Provider):
         parts += [fixed, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body]
         return b"".join(parts)
 
-    def _build_target(self, path: str, client_path: str, query: str, credential: ProviderAuth) -> str:
+    def _build_target(self, path: str, client_path: str, credential: ProviderAuth) -> str:
         """The base path and the request's path (checked and percent-encoded by the pipeline,
         modelway.proxy.paths) joined as they are: nothing here resolves dot segments or
-        decodes escapes, so the path stays under the base path."""
-        params = dict(parse_qsl(query, keep_blank_values=True))
+        decodes escapes, so the path stays under the base path. The query is the endpoint's
+        and auth.query, never the client's (SPEC section 5)."""
+        params: dict[str, str] = {}
         if self.endpoint is not None:
             target = self._endpoint_path or quote(client_path, safe=SAFE)
             params.update(self.endpoint.query)

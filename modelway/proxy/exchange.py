@@ -92,7 +92,6 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
     request = UpstreamRequest(
         path=ctx.upstream_path,
         client_path=ctx.path,
-        query=ctx.query_string,
         headers=headers,
         body=upstream_body(ctx, deployment),
         stream=ctx.stream,

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 from modelway.errors import BadRequest, GatewayError, NotFound
 from modelway.http1.cycle import DISCONNECT_EXTENSION
-from modelway.providers.base import HOP_BY_HOP
 from modelway.proxy.attempts import Answer, attempt
 from modelway.proxy.auth import authorize
 from modelway.proxy.body import (
@@ -33,6 +32,7 @@ from modelway.proxy.body import (
 from modelway.proxy.context import RequestContext
 from modelway.proxy.decide import run_routers
 from modelway.proxy.executor import REENTRY, ExecutorCall
+from modelway.proxy.forwarding import forwardable
 from modelway.proxy.paths import forward_path, relative
 from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
@@ -41,22 +41,6 @@ from modelway.runtime import ModelRoute, Runtime
 # Without the server's disconnect extension (an executor's in-process call, or another
 # ASGI server), disconnects are noticed at once after this; earlier, within it.
 WATCH_AFTER_S = 0.02
-
-# Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
-# and ones modelway sets itself.
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"authorization",
-    b"x-api-key",
-    b"accept-encoding",
-    b"content-type",
-    b"expect",
-}
-
-
-def forwardable(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's header pairs fit to send upstream, kept as bytes, since they go out as bytes."""
-    return [pair for pair in raw if pair[0] not in NOT_FORWARDED and not pair[0].startswith(b"x-modelway-")]
-
 
 def is_anthropic_path(path: str) -> bool:
     return path.endswith("/messages") or "/messages/" in path

@@ -75,3 +75,38 @@ def test_dots_inside_a_segment_are_fine(gateway: Gateway, upstream_a: Upstream) 
     reply = post_json(gateway.url, "/v1/files/a..b/x%2ey", CHAT)
     assert reply.status == 200, reply.body
     assert upstream_a.received[-1].raw_path.startswith("/v1/files/a..b/x.y?")
+
+
+# Each carries a credential or names the client's account to a provider (SPEC section 5).
+CLIENT_CREDENTIALS = {
+    "Authorization": "Bearer client-cred-01",
+    "x-api-key": "client-cred-02",
+    "api-key": "client-cred-03",
+    "x-goog-api-key": "client-cred-04",
+    "anthropic-api-key": "client-cred-05",
+    "Ocp-Apim-Subscription-Key": "client-cred-06",
+    "X-Auth-Token": "client-cred-07",
+    "Authentication": "client-cred-08",
+    "Proxy-Authorization": "Basic client-cred-09",
+    "Cookie": "session=client-cred-10",
+    "OpenAI-Organization": "org-client-cred-11",
+    "OpenAI-Project": "proj-client-cred-12",
+    "x-amz-security-token": "client-cred-13",
+    "x-goog-user-project": "client-cred-14",
+}
+
+
+def test_client_credentials_identity_and_query_never_reach_the_provider(
+    gateway: Gateway, upstream_a: Upstream
+) -> None:
+    headers = {**CLIENT_CREDENTIALS, "x-trace-id": "trace-1", "anthropic-version": "2023-06-01"}
+    reply = post_json(gateway.url, "/v1/chat/completions?api_key=client-cred-15&key=client-cred-16", CHAT, headers)
+    assert reply.status == 200, reply.body
+    (seen,) = upstream_a.received
+    assert "client-cred" not in str(seen.headers) + seen.raw_path
+    got = {name.lower() for name in seen.headers}
+    assert not got & {name.lower() for name in CLIENT_CREDENTIALS if name != "Authorization"}
+    assert seen.headers["Authorization"] == "Bearer token-a"
+    assert seen.query == {"key": "provider-secret"}  # auth.query only: the client's query stays behind
+    assert seen.headers["x-trace-id"] == "trace-1"  # other headers pass
+    assert seen.headers["anthropic-version"] == "2023-06-01"
