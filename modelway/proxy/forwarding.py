@@ -2,7 +2,7 @@
 
 A deny-list: a client header is forwarded unless it is
 
-- hop-by-hop (HOP_BY_HOP);
+- hop-by-hop: HOP_BY_HOP, and whatever the client's Connection header names;
 - a credential or an identity: the names in CREDENTIALS, and any name containing one of
   CREDENTIAL_WORDS (`x-custom-api-key`, `x-amz-security-token`, `x-auth-…`), since a provider
   must only ever see the credential modelway holds for it, and a client naming another
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from modelway.providers.base import HOP_BY_HOP
+from modelway.providers.base import HOP_BY_HOP, PLAIN_CONNECTION, connection_named
 
 CREDENTIALS = frozenset(
     {
@@ -57,6 +57,12 @@ def forwarded(name: bytes) -> bool:
     return not any(word in name for word in CREDENTIAL_WORDS)
 
 
-def forwardable(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's header pairs fit to send upstream, kept as bytes, since they go out as bytes."""
-    return [pair for pair in raw if forwarded(pair[0])]
+def forwardable(raw: list[tuple[bytes, bytes]], by_name: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    """The client's header pairs fit to send upstream, kept as bytes, since they go out as
+    bytes. `by_name` is `raw` as a dict (the last of repeated names)."""
+    connection = by_name.get(b"connection")
+    if connection is None or (connection in PLAIN_CONNECTION and len(by_name) == len(raw)):
+        return [pair for pair in raw if forwarded(pair[0])]
+    # Connection names other headers, or it may (a repeated header could be another Connection).
+    named = connection_named([value for name, value in raw if name == b"connection"])
+    return [pair for pair in raw if forwarded(pair[0]) and pair[0] not in named]

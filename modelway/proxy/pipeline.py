@@ -67,7 +67,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
             payload=payload,
             raw_body=body,
             raw_headers=raw_headers,
-            forward_headers=forwardable(scope["headers"]),
+            forward_headers=forwardable(scope["headers"], raw_headers),
             anthropic=anthropic,
         )
         ctx.stream = check_fields(payload, path)

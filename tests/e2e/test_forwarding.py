@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from support.gateway import Gateway
 from support.http import post_json
-from support.upstream import Upstream
+from support.upstream import Behaviour, Upstream
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -110,3 +111,41 @@ def test_client_credentials_identity_and_query_never_reach_the_provider(
     assert seen.query == {"key": "provider-secret"}  # auth.query only: the client's query stays behind
     assert seen.headers["x-trace-id"] == "trace-1"  # other headers pass
     assert seen.headers["anthropic-version"] == "2023-06-01"
+
+
+def test_headers_named_in_connection_stay_behind_both_ways(gateway: Gateway, upstream_a: Upstream) -> None:
+    upstream_a.reset(Behaviour(extra_headers={
+        "Set-Cookie": "sid=upstream-session; Path=/",
+        "X-Upstream-Hop": "1",
+        "Connection": "X-Upstream-Hop",
+        "x-kept": "yes",
+    }))
+    headers = {"Connection": "keep-alive, X-Client-Hop", "X-Client-Hop": "hop-value", "x-trace-id": "t"}
+    reply = post_json(gateway.url, "/v1/chat/completions", CHAT, headers)
+    assert reply.status == 200, reply.body
+    (seen,) = upstream_a.received
+    assert "x-client-hop" not in {name.lower() for name in seen.headers}
+    assert seen.headers["x-trace-id"] == "t"
+    assert "set-cookie" not in reply.headers
+    assert "x-upstream-hop" not in reply.headers
+    assert reply.headers["x-kept"] == "yes"
+
+
+def test_repeated_connection_headers_are_all_honoured(gateway: Gateway, upstream_a: Upstream) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(gateway.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
+        for name, value in [("Content-Type", "application/json"), ("Connection", "X-Client-Hop"),
+                            ("Connection", "keep-alive"), ("X-Client-Hop", "hop-value")]:
+            conn.putheader(name, value)
+        body = orjson.dumps(CHAT)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    assert "x-client-hop" not in {name.lower() for name in upstream_a.received[-1].headers}
