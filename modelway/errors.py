@@ -9,6 +9,7 @@
     │   ├── NotFound                404 (unknown model, unknown path)
     │   ├── MethodNotAllowed        405
     │   ├── PayloadTooLarge         413
+    │   ├── InternalError           500 (a bug: the log has the traceback, the answer only its class)
     │   ├── AllAttemptsFailed       502 (message summarises each attempt)
     │   ├── NoHealthyDeployment     503
     │   └── GatewayTimeout          504
@@ -93,6 +94,12 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
 
 
 class AllAttemptsFailed(GatewayError):

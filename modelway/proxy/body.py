@@ -12,6 +12,8 @@ from modelway.errors import BadRequest, PayloadTooLarge
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
+MAX_DEPTH = 200  # levels of nested arrays and objects in a request body (SPEC section 5)
+
 
 async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
     """The whole body, refusing more than `limit` bytes without reading them."""
@@ -69,7 +71,28 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(
             f"request body must be a JSON object, not {json_type(payload)}", code="invalid_json"
         )
+    # Deeper than MAX_DEPTH needs more than MAX_DEPTH opening brackets: counted in C, and
+    # walked only when there are that many (then the body is a big one anyway).
+    if len(body) > 2 * MAX_DEPTH and body.count(b"[") + body.count(b"{") > MAX_DEPTH and deeper_than(payload):
+        raise BadRequest(
+            f"request body is JSON nested deeper than {MAX_DEPTH} levels of arrays and objects"
+            f" (the limit is {MAX_DEPTH})",
+            code="invalid_json",
+        )
     return payload
+
+
+def deeper_than(payload: dict[str, Any], limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (the body itself is level 1)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:  # orjson builds exactly these
+                stack.append((child, depth + 1))
+    return False
 
 
 def json_type(value: Any) -> str:

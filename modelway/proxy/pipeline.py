@@ -36,6 +36,7 @@ from modelway.proxy.forwarding import forwardable
 from modelway.proxy.paths import forward_path, relative
 from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
+from modelway.proxy.unexpected import answer_unexpected
 from modelway.runtime import ModelRoute, Runtime
 
 # Without the server's disconnect extension (an executor's in-process call, or another
@@ -83,6 +84,10 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
         runtime.metrics.rejected(runtime.metric_model(ctx.requested_model if ctx is not None else ""), exc.status)
         await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
         return
+    except Exception as exc:
+        model, extra = (ctx.requested_model, ctx.extra_response_headers) if ctx is not None else ("", [])
+        await answer_unexpected(runtime, model, exc, send, anthropic, extra)
+        return
     work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
     await run_until_disconnect(work, scope, receive)
 
@@ -93,6 +98,9 @@ async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
     except GatewayError as exc:
         ctx.runtime.metrics.rejected(ctx.runtime.metric_model(ctx.requested_model), exc.status)
         await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
+        return
+    except Exception as exc:
+        await answer_unexpected(ctx.runtime, ctx.requested_model, exc, send, ctx.anthropic, ctx.extra_response_headers)
         return
     await relay(ctx, answer, send)
 
