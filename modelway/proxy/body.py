@@ -149,16 +149,3 @@ def check_fields(payload: dict[str, Any], path: str) -> bool:
                 got = json_type(messages)
             raise BadRequest(f"'messages' must be a non-empty array (got {got})", param="messages")
     return stream
-
-
-def set_model(payload: dict[str, Any], key_path: tuple[str, ...], model: str) -> dict[str, Any]:
-    """A shallow copy of `payload` with `model` at `key_path`; nested dicts on the path are copied."""
-    out = dict(payload)
-    node = out
-    for part in key_path[:-1]:
-        child = node.get(part)
-        child = dict(child) if isinstance(child, dict) else {}
-        node[part] = child
-        node = child
-    node[key_path[-1]] = model
-    return out

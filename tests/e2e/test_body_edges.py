@@ -1,5 +1,7 @@
-"""Request bodies at the edges (SPEC section 5): JSON nested deeper than 200 levels is a 400,
-and a failure nobody planned for is a counted, JSON-shaped 500, never a dropped connection."""
+"""Request bodies at the edges (SPEC section 5): JSON nested deeper than 200 levels is a 400;
+numbers reach the provider exactly as the client wrote them, whatever modelway changes in
+the body; and a failure nobody planned for is a counted, JSON-shaped 500, never a dropped
+connection."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ def gateway(upstream_a: Upstream) -> Iterator[Gateway]:
         "models": [
             {"name": "same", "deployments": [{"provider": "a"}]},
             {"name": "renamed", "deployments": [{"provider": "a", "model": "upstream-name"}]},
+            {"name": "optioned", "deployments": [{"provider": "a", "options": {"max_tokens": 7, "top_k": 3}}]},
             {"name": "buggy", "deployments": [{"provider": "buggy"}]},
             {"name": "buggy-stream", "deployments": [{"provider": "buggy-stream"}]},
         ],
@@ -101,3 +104,28 @@ def test_a_bug_in_the_middle_of_a_stream_ends_it_with_an_error_event_and_is_coun
     assert '"internal_error"' in events[-1] and "RuntimeError" in events[-1]
     assert metric(gateway, "modelway_requests_total", model="buggy-stream", status="500") == before + 1
     assert "a deliberate bug in a stream" in gateway.logs()
+
+
+# Integers above 64 bits, and numbers written in ways a re-encoder would not write them back.
+NUMBERS = (b'"seed": 123456789012345678901234567890, "n": -0, "t": 0.70, "x": 1.0E2, "big": -98765432109876543210,'
+           b' "tiny": 1e-400, "f": 0.1000000000000000055511151231257827, "u": 18446744073709551616')
+
+
+def test_numbers_reach_the_provider_as_written_when_the_model_is_renamed(
+    gateway: Gateway, upstream_a: Upstream
+) -> None:
+    # "model" also in a string and in a nested object, which stay as they are.
+    body = (b'{ "messages" : [{"role": "user", "content": "say \\"model\\": 1"}],\n  "model":"renamed", '
+            + NUMBERS + b', "meta": {"model": "renamed", "k": [1]} }')
+    reply = request(gateway.url, "POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    assert reply.status == 200, reply.body
+    sent = upstream_a.received[0].raw_body
+    assert sent == body.replace(b'"model":"renamed"', b'"model":"upstream-name"')
+
+
+def test_options_are_merged_without_touching_the_rest(gateway: Gateway, upstream_a: Upstream) -> None:
+    body = b'{"model": "optioned", "messages": [{"role": "user", "content": "hi"}], "top_k": 99, ' + NUMBERS + b"}"
+    reply = request(gateway.url, "POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    assert reply.status == 200, reply.body
+    sent = upstream_a.received[0].raw_body
+    assert sent == b'{"max_tokens":7,' + body[1:].replace(b'"top_k": 99', b'"top_k": 3')

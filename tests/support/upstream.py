@@ -25,6 +25,7 @@ class Received:
     body: Any
     peer: tuple[str, int] | None = None  # the client's address: tells connections apart
     raw_path: str = ""  # the request target as it came, percent-encoding and query included
+    raw_body: bytes = b""  # the body's bytes as they came
 
 
 @dataclass
@@ -100,11 +101,11 @@ class Upstream:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    def _record(self, request: web.Request, body: Any) -> None:
+    def _record(self, request: web.Request, body: Any, raw: bytes = b"") -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.received.append(
             Received(request.method, request.path, dict(request.query), dict(request.headers), body, peer,
-                     request.raw_path)
+                     request.raw_path, raw)
         )
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
@@ -125,7 +126,7 @@ class Upstream:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw
-        self._record(request, body)
+        self._record(request, body, raw)
         behaviour = self.behaviour
         try:
             if behaviour.delay_before_headers_s:
