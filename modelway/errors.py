@@ -25,6 +25,13 @@ aiohttp's errors (discovery, health probes) in `modelway.providers.http.map_clie
 
 from __future__ import annotations
 
+CLIP = 100  # characters of a client's input echoed in an error message
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """A client's input shown in a message: at most `limit` characters, then "…"."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
 
 class ModelwayError(Exception):
     """Base of every error modelway raises on purpose."""

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from modelway.errors import BadRequest, GatewayError, NotFound
+from modelway.errors import BadRequest, GatewayError, NotFound, clip
 from modelway.http1.cycle import DISCONNECT_EXTENSION
 from modelway.proxy.attempts import Answer, attempt
 from modelway.proxy.auth import authorize
@@ -130,7 +130,7 @@ async def resolve_route(ctx: RequestContext) -> ModelRoute | ExecutorCall:
         route = runtime.models[default_model]
     routed.note_resolution(ctx, route)
     if route is None:
-        raise NotFound(f"model {requested!r} does not exist", param="model")
+        raise NotFound(f"model {clip(requested)!r} does not exist", param="model")
     return route
 
 
