@@ -13,7 +13,7 @@ import pytest
 from support.gateway import Gateway
 from support.http import post_json, request
 from support.providers import plugin_env
-from support.upstream import Upstream
+from support.upstream import Behaviour, Upstream
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -129,3 +129,17 @@ def test_options_are_merged_without_touching_the_rest(gateway: Gateway, upstream
     assert reply.status == 200, reply.body
     sent = upstream_a.received[0].raw_body
     assert sent == b'{"max_tokens":7,' + body[1:].replace(b'"top_k": 99', b'"top_k": 3')
+
+
+def test_an_answer_is_relayed_unchanged_but_its_model_with_response_model_requested(upstream_a: Upstream) -> None:
+    config = {
+        "server": {"response_model": "requested"},
+        "providers": [{"name": "a", "kind": "openai-compatible", "base_url": f"{upstream_a.url}/v1"}],
+        "models": [{"name": "asked", "deployments": [{"provider": "a", "model": "upstream-name"}]}],
+    }
+    upstream_a.reset(Behaviour(answer_fields={"seed": 123456789012345678901234567890}))
+    with Gateway(config) as gw:
+        reply = post_json(gw.url, "/v1/chat/completions", {"model": "asked", "messages": MESSAGES})
+    assert reply.status == 200
+    assert b'"seed": 123456789012345678901234567890' in reply.body
+    assert reply.json()["model"] == "asked"

@@ -41,6 +41,7 @@ class Behaviour:
     extra_headers: dict[str, str] = field(default_factory=dict)
     token_status: dict[str, int] = field(default_factory=dict)  # Authorization value → status
     header_status: dict[str, int] = field(default_factory=dict)  # header name present → status
+    answer_fields: dict[str, Any] = field(default_factory=dict)  # added to a chat completion
 
 
 class Upstream:
@@ -174,6 +175,7 @@ class Upstream:
                         }
                     ],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                    **behaviour.answer_fields,
                 },
                 headers={"x-upstream": self.name, **behaviour.extra_headers},
             )
