@@ -16,13 +16,11 @@ names. The price is that a credential under a name matching none of these words 
 forwarded: CREDENTIAL_WORDS is deliberately broad (any `…key…` header stays behind, an
 `Idempotency-Key` too).
 
-The verdict depends on the name only, so it is cached per name: a request pays one cache
+The verdict depends on the name only, so it is kept per name: a request pays one dict
 lookup per header.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 from modelway.providers.base import HOP_BY_HOP, PLAIN_CONNECTION, connection_named
 
@@ -49,7 +47,6 @@ SET_BY_MODELWAY = frozenset({b"accept-encoding", b"content-type", b"expect"})
 NOT_FORWARDED = HOP_BY_HOP | CREDENTIALS | SET_BY_MODELWAY
 
 
-@lru_cache(maxsize=1024)
 def forwarded(name: bytes) -> bool:
     """Whether a client header of this (lower-case) name may reach a provider."""
     if name in NOT_FORWARDED or name.startswith(b"x-modelway-"):
@@ -57,12 +54,32 @@ def forwarded(name: bytes) -> bool:
     return not any(word in name for word in CREDENTIAL_WORDS)
 
 
+# The verdict per header name seen: a memo, bounded (a client may send any names at all).
+VERDICTS: dict[bytes, bool] = {}
+VERDICTS_MAX = 1024
+
+
+def learn(raw: list[tuple[bytes, bytes]]) -> None:
+    """Give every name of `raw` its verdict."""
+    if len(VERDICTS) + len(raw) > VERDICTS_MAX:
+        VERDICTS.clear()
+    for name, _ in raw:
+        if name not in VERDICTS:
+            VERDICTS[name] = forwarded(name)
+
+
 def forwardable(raw: list[tuple[bytes, bytes]], by_name: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
     """The client's header pairs fit to send upstream, kept as bytes, since they go out as
     bytes. `by_name` is `raw` as a dict (the last of repeated names)."""
+    verdicts = VERDICTS
+    try:
+        kept = [pair for pair in raw if verdicts[pair[0]]]
+    except KeyError:  # a name not seen before
+        learn(raw)
+        kept = [pair for pair in raw if verdicts[pair[0]]]
     connection = by_name.get(b"connection")
     if connection is None or (connection in PLAIN_CONNECTION and len(by_name) == len(raw)):
-        return [pair for pair in raw if forwarded(pair[0])]
+        return kept
     # Connection names other headers, or it may (a repeated header could be another Connection).
     named = connection_named([value for name, value in raw if name == b"connection"])
-    return [pair for pair in raw if forwarded(pair[0]) and pair[0] not in named]
+    return [pair for pair in kept if pair[0] not in named]
