@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelway.config import load_config
-from modelway.errors import GatewayError, MethodNotAllowed, NotFound
+from modelway.errors import GatewayError, MethodNotAllowed, clip
 from modelway.failover.chain import usable
 from modelway.metrics import build_registry
 from modelway.proxy import pipeline
@@ -23,6 +23,8 @@ from modelway.runtime import Runtime, RuntimeRef
 log = logging.getLogger("modelway")
 
 GC_THRESHOLD = 50_000
+ALLOW_POST = {"Allow": "POST"}
+ALLOW_GET = {"Allow": "GET, HEAD"}
 
 Handler = Callable[[Runtime, dict[str, Any], Send], Awaitable[None]]
 
@@ -99,10 +101,10 @@ class Gateway:
             return
         try:
             handler = GET_ROUTES.get(path)
-            if handler is None:
-                raise NotFound(f"no route for {method} {path}", code="unknown_path")
+            if handler is None:  # any other path is routed by POST (SPEC section 3)
+                raise MethodNotAllowed(f"{clip(path)} accepts POST, not {method}", headers=ALLOW_POST)
             if method not in ("GET", "HEAD"):
-                raise MethodNotAllowed(f"{path} accepts GET, not {method}")
+                raise MethodNotAllowed(f"{path} accepts GET and HEAD, not {method}", headers=ALLOW_GET)
             await handler(runtime, scope, send)
         except GatewayError as exc:
             await send_error(send, exc, pipeline.is_anthropic_path(path))

@@ -10,6 +10,7 @@
     │   ├── MethodNotAllowed        405
     │   ├── RequestTimeout          408 (the body did not arrive in time)
     │   ├── PayloadTooLarge         413
+    │   ├── InternalError           500 (a bug: the log has the traceback, the answer only its class)
     │   ├── AllAttemptsFailed       502 (message summarises each attempt)
     │   ├── NoHealthyDeployment     503
     │   └── GatewayTimeout          504
@@ -24,6 +25,13 @@ aiohttp's errors (discovery, health probes) in `modelway.providers.http.map_clie
 """
 
 from __future__ import annotations
+
+CLIP = 100  # characters of a client's input echoed in an error message
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """A client's input shown in a message: at most `limit` characters, then "…"."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class ModelwayError(Exception):
@@ -100,6 +108,12 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
 
 
 class AllAttemptsFailed(GatewayError):

@@ -213,6 +213,8 @@ class CooldownConfig(Strict):
     failures: int = Field(3, ge=1)
     window_s: float = Field(60, gt=0)
     cooldown_s: float = Field(30, ge=0)
+    key_retry_s: float = Field(30, gt=0)  # a pooled key refused (401/403) is tested again after this
+    key_retry_max_s: float = Field(600, gt=0)  # ... doubling each time it is refused again, up to this
 
 
 class HealthCheckConfig(Strict):

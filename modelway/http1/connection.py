@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamTimeout
-from modelway.providers.base import RESPONSE_SKIP, UpstreamResponse
+from modelway.providers.base import PLAIN_CONNECTION, RESPONSE_SKIP, UpstreamResponse, connection_named
 
 if TYPE_CHECKING:
     from modelway.http1.pool import HostPool
@@ -98,6 +98,8 @@ class Connection(asyncio.Protocol):
             response.content_type = value.decode("latin-1")
         if lowered not in RESPONSE_SKIP:
             response.headers.append((name, value))
+        elif lowered == b"connection" and value not in PLAIN_CONNECTION:
+            response.hop_by_hop += (value,)  # names headers of this hop only: dropped below
 
     def on_headers_complete(self) -> None:
         response = self.response
@@ -106,10 +108,14 @@ class Connection(asyncio.Protocol):
         if status < 200:  # 100 Continue, 103 Early Hints: the real answer follows
             self.informational = True
             response.headers.clear()
+            response.hop_by_hop = ()
             response.framed = False
             response.content_type = ""
             return
         response.status = status
+        if response.hop_by_hop:
+            named = connection_named(response.hop_by_hop)
+            response.headers = [pair for pair in response.headers if pair[0].lower() not in named]
         if not self.parser.should_keep_alive():
             self.reusable = False
         response.headers_received()
@@ -177,6 +183,7 @@ class Response(UpstreamResponse):
         self.connection = connection
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.hop_by_hop: tuple[bytes, ...] = ()  # Connection values naming other headers
         self.content_type = ""
         self.framed = False  # Content-Length or chunked: the end is known without EOF
         self.started = False  # any response byte arrived

@@ -14,6 +14,8 @@ from modelway.errors import BadRequest, PayloadTooLarge, RequestTimeout
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 ASGIApp = Callable[[dict[str, Any], Receive, Any], Awaitable[None]]
 
+MAX_DEPTH = 200  # levels of nested arrays and objects in a request body (SPEC section 5)
+
 
 async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
     """The whole body, refusing more than `limit` bytes without reading them."""
@@ -114,7 +116,28 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(
             f"request body must be a JSON object, not {json_type(payload)}", code="invalid_json"
         )
+    # Deeper than MAX_DEPTH needs more than MAX_DEPTH opening brackets: counted in C, and
+    # walked only when there are that many (then the body is a big one anyway).
+    if len(body) > 2 * MAX_DEPTH and body.count(b"[") + body.count(b"{") > MAX_DEPTH and deeper_than(payload):
+        raise BadRequest(
+            f"request body is JSON nested deeper than {MAX_DEPTH} levels of arrays and objects"
+            f" (the limit is {MAX_DEPTH})",
+            code="invalid_json",
+        )
     return payload
+
+
+def deeper_than(payload: dict[str, Any], limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (the body itself is level 1)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:  # orjson builds exactly these
+                stack.append((child, depth + 1))
+    return False
 
 
 def json_type(value: Any) -> str:
@@ -171,16 +194,3 @@ def check_fields(payload: dict[str, Any], path: str) -> bool:
                 got = json_type(messages)
             raise BadRequest(f"'messages' must be a non-empty array (got {got})", param="messages")
     return stream
-
-
-def set_model(payload: dict[str, Any], key_path: tuple[str, ...], model: str) -> dict[str, Any]:
-    """A shallow copy of `payload` with `model` at `key_path`; nested dicts on the path are copied."""
-    out = dict(payload)
-    node = out
-    for part in key_path[:-1]:
-        child = node.get(part)
-        child = dict(child) if isinstance(child, dict) else {}
-        node[part] = child
-        node = child
-    node[key_path[-1]] = model
-    return out

@@ -1,11 +1,22 @@
 """Writing the requested model name back into answers (`server.response_model: requested`).
 
-Only used when configured: the default relay copies bytes and parses nothing.
+Only used when configured: the default relay copies bytes and parses nothing. The name is
+set in the upstream's bytes (proxy/splice.py), so the rest of the answer, numbers included,
+is relayed unchanged.
 """
 
 from __future__ import annotations
 
 import orjson
+
+from modelway.proxy.splice import Unspliceable, set_members
+
+
+def set_model(doc: bytes, payload: dict[str, object], model: str) -> bytes:
+    try:
+        return set_members(doc, payload, {"model": orjson.dumps(model)})
+    except Unspliceable:  # not expected of a document orjson has read
+        return orjson.dumps({**payload, "model": model})
 
 
 def rewrite_json_model(body: bytes, model: str) -> bytes:
@@ -15,8 +26,7 @@ def rewrite_json_model(body: bytes, model: str) -> bytes:
         return body
     if not isinstance(payload, dict) or "model" not in payload:
         return body
-    payload["model"] = model
-    return orjson.dumps(payload)
+    return set_model(body, payload, model)
 
 
 class SSEModelRewriter:
@@ -56,6 +66,4 @@ class SSEModelRewriter:
             return line
         if not isinstance(payload, dict) or "model" not in payload:
             return line
-        payload["model"] = self._model
-        ending = b"\r" if line.endswith(b"\r") else b""
-        return b"data: " + orjson.dumps(payload) + ending
+        return line[:5] + set_model(line[5:], payload, self._model)

@@ -24,6 +24,8 @@ class Received:
     headers: dict[str, str]
     body: Any
     peer: tuple[str, int] | None = None  # the client's address: tells connections apart
+    raw_path: str = ""  # the request target as it came, percent-encoding and query included
+    raw_body: bytes = b""  # the body's bytes as they came
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Behaviour:
     error_body: dict[str, Any] | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     token_status: dict[str, int] = field(default_factory=dict)  # Authorization value → status
+    header_status: dict[str, int] = field(default_factory=dict)  # header name present → status
+    answer_fields: dict[str, Any] = field(default_factory=dict)  # added to a chat completion
 
 
 class Upstream:
@@ -98,10 +102,11 @@ class Upstream:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    def _record(self, request: web.Request, body: Any) -> None:
+    def _record(self, request: web.Request, body: Any, raw: bytes = b"") -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.received.append(
-            Received(request.method, request.path, dict(request.query), dict(request.headers), body, peer)
+            Received(request.method, request.path, dict(request.query), dict(request.headers), body, peer,
+                     request.raw_path, raw)
         )
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
@@ -122,7 +127,7 @@ class Upstream:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = raw
-        self._record(request, body)
+        self._record(request, body, raw)
         behaviour = self.behaviour
         try:
             if behaviour.delay_before_headers_s:
@@ -132,6 +137,9 @@ class Upstream:
                 request.transport.abort()
                 return web.Response()
             status = behaviour.token_status.get(request.headers.get("Authorization", ""), behaviour.status)
+            for name, code in behaviour.header_status.items():
+                if name in request.headers:
+                    status = code
             if status != 200:
                 headers = dict(behaviour.extra_headers)
                 if behaviour.retry_after:
@@ -167,6 +175,7 @@ class Upstream:
                         }
                     ],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                    **behaviour.answer_fields,
                 },
                 headers={"x-upstream": self.name, **behaviour.extra_headers},
             )
