@@ -39,6 +39,7 @@ class ConnectionTimer:
     timer_at: float
     peer_check: float
     probed: bool
+    rejection: tuple[int, str, str] | None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -63,9 +64,11 @@ class ConnectionTimer:
         if last is not None and last.more_body:  # a body that will never end
             if last is running:
                 return None  # its app hears of the disconnect
-            self.queued.pop()  # it waits behind the running one: dropped
+            if self.queued and self.queued[-1][0] is last:  # (a refusal may have dropped it already)
+                self.queued.pop()  # it waits behind the running one: dropped
         last = self.queued[-1][0] if self.queued else running
-        last.keep_alive = False
+        if self.rejection is None:  # else the refusal, sent after the last answer, ends the connection
+            last.keep_alive = False
         self.cycle = last
         self.peer_check = PEER_CHECKS[0]  # but a client that closed must not be answered for nothing
         self.arm(self.loop.time() + self.peer_check)
