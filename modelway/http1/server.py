@@ -93,6 +93,7 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None  # the connection's one timer (idle, late body)
         self.timer_at = 0.0  # ... when it fires
         self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
+        self.refused_head = False  # ... and the refused request is a HEAD: its answer has no content
         self.events = 0  # heads, body pieces and ends of requests parsed: progress between reads
         self.peer_check = 0.0  # once the client sent its EOF: how often to check it is still there
         self.probed = False  # ... and whether it was sent a 100 Continue to find out
@@ -409,6 +410,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         if self.rejection is not None:
             return  # said already
         self.rejection = (status, code, message)
+        # `url` is set once the refused request's line was read (on_message_begin resets it)
+        self.refused_head = bool(self.url) and self.parser.get_method() == b"HEAD"
         self.parser = DISCARD  # whatever the client sends from now on is not parsed
         log.warning("%s", message)
         running = self.running
@@ -428,7 +431,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
             {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
         )
         head = b"%bcontent-type: application/json\r\nconnection: close\r\n" % STATUS_LINES[status]
-        self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
+        # the answer to a HEAD has the length its content would have, and no content (RFC 9110 9.3.2)
+        self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), b"" if self.refused_head else body))
 
 
 def address(value: Any) -> tuple[str, int] | None:
