@@ -98,6 +98,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         self.peer_check = 0.0  # once the client sent its EOF: how often to check it is still there
         self.probed = False  # ... and whether it was sent a 100 Continue to find out
         self.stalled = 0  # bytes of the reads since the last event
+        self.client_eof = False  # the client half-closed (or closed)
+        self.linger_until = 0.0  # closing: the client's bytes are read and dropped until then (timers.py)
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -139,6 +141,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.reject(400, "bad_http", f"invalid HTTP request: {exc}")  # unless a callback refused it already
         if self.events == events:
+            if self.linger_until:
+                return  # closing: what the client still sends is dropped
             # Nothing but head bytes in this read (or a chunked body's framing and trailers).
             # httptools keeps an unfinished header line to itself, growing it read after read,
             # so on_header counts it only once whole: a 64 MB header is stopped here instead.
@@ -188,7 +192,7 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
     # uvicorn's server calls this to start a graceful shutdown
     def shutdown(self) -> None:
         if self.running is None:
-            self.close()
+            self.close(linger=False)  # idle
         else:
             self.running.keep_alive = False
             for cycle, _ in self.queued:
@@ -350,15 +354,25 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
     # Transport helpers for the cycles
     def write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing() and not self.linger_until:
             transport.write(data)
 
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+    def close(self, linger: bool = True) -> None:
+        """Close after the answers written; `linger` (timers.py) unless no answer can be lost:
+        nothing was written since the last answer was read, or the client has gone or half-closed."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.linger_until:
+            return
+        if linger and not self.client_eof and transport.can_write_eof():  # (TLS has no half-close)
+            self.linger()
+        else:
+            transport.close()
+
+    def stop_parsing(self) -> None:
+        self.parser = DISCARD  # whatever the client sends from now on is not parsed
 
     def closing(self) -> bool:
-        return self.transport is None or self.transport.is_closing()
+        return self.transport is None or self.transport.is_closing() or bool(self.linger_until)
 
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None:

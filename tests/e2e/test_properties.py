@@ -609,3 +609,25 @@ def test_a_refused_head_request_gets_no_body(gateway: Gateway) -> None:
     assert reply.status == 400 and reply.body == b"", reply
     assert reply.header("content-type") == "application/json"
 
+
+def test_answers_before_a_close_reach_a_client_that_sent_more(gateway: Gateway) -> None:
+    """Pipelined requests, the fourth with `Connection: close`, then more bytes the server
+    will not read (a request with a 100 kB body): the fourth's answer must reach the client
+    before the close. The server closed its socket with those bytes unread, and the reset
+    such a close sends destroyed the answer on its way (38 times in 40); it now half-closes
+    after its last answer and reads and drops what still comes (RFC 9112 section 9.6)."""
+    if gateway.protocol == "uvicorn":  # type: ignore[attr-defined]
+        pytest.skip("uvicorn's own protocol closes at once: its answer is lost the same way (docs/http-api.md)")
+    expect = [*base_headers(), (b"Expect", b"100-continue")]
+    stream = chat_bytes({**CHAT, "stream": True})
+    big = chat_bytes({**CHAT, "messages": [{"role": "user", "content": "x" * 100_000}]})
+    pipeline = [
+        Req("POST", headers=expect, body=chat_bytes()),
+        Req("POST", headers=expect, body=chat_bytes()),
+        Req("POST", headers=expect, body=stream),
+        Req("POST", headers=[*expect, (b"Connection", b"close")], body=stream),
+        Req("GET", b"/health", headers=expect, body=big),
+    ]
+    for _ in range(10):
+        replies = exchange(gateway, pipeline, well_formed=True, cuts=[175, 1041])
+        assert [r.status for r in replies] == [200, 200, 200, 200], replies
