@@ -14,6 +14,7 @@ from typing import Any
 
 from modelway.config.schema import ProviderConfig
 from modelway.providers.credentials import Credential, CredentialPool
+from modelway.providers.redact import provider_secrets
 
 # Never relayed in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -88,6 +89,7 @@ class Provider(ABC):
         self.name = config.name
         self.kind = config.kind
         self.credentials = CredentialPool(config.name, config.auth, config.keys)
+        self.secrets = provider_secrets(config)  # kept out of the error answers passed on (redact.py)
         self.healthy = True  # set by active health checks, when enabled
 
     async def start(self) -> None:

@@ -7,6 +7,7 @@ import time
 
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
+from modelway.providers.redact import redact_answer
 from modelway.proxy.attempts import Answer
 from modelway.proxy.context import RequestContext
 from modelway.proxy.responses import Send, send_bytes, sse_error_event
@@ -50,6 +51,8 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
     headers = route_headers(ctx, answer)
     if answer.body is not None:
         body = answer.body
+        if status >= 400:  # passed on as the provider made it, but for its own credentials
+            body, headers = redact_answer(body, headers, answer.deployment.provider.secrets)
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
