@@ -72,6 +72,12 @@ class ConnectionTimer:
         running = self.running
         if running is None or self.scheme == "https":  # TLS has no half-close: close
             return None  # an answer still being written is not lost
+        if running.started and running.head is None:
+            # Its answer is on the wire already, a stream most likely: a client that half-closes
+            # does so as it sends its request, long before that. This is a client gone, and
+            # the stream's next bytes, which would tell (the peer check below), may be seconds
+            # away: its request is cancelled now, as SPEC section 5 asks.
+            return None
         last = self.cycle
         if last is not None and last.more_body:  # a body that will never end
             if last is running:
