@@ -1,5 +1,7 @@
 """Load through one worker, and what it leaves behind (issue 16, item 4).
 
+- 1,000 concurrent streams (each a few seconds long, from a test upstream that paces its
+  chunks) through one gateway process all complete, whole;
 - a client that disconnects — while its request waits for the upstream's headers, or in
   the middle of a stream, between two chunks seconds apart — has its upstream request
   cancelled within 1 s (the test upstream counts cancellations);
@@ -12,6 +14,7 @@ printed; `pytest -s` shows them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -21,7 +24,7 @@ from typing import Any
 
 import pytest
 from support.gateway import Gateway
-from support.streams import metric, open_fds, stream_request
+from support.streams import max_overlap, metric, one_stream, open_fds, rss_kib, stream_request
 from support.upstream import Behaviour, Upstream
 
 STREAMS = 1000
@@ -71,6 +74,45 @@ def assert_nothing_left(gateway: Gateway, upstream: Upstream, fds_before: int) -
     assert metric(text, "modelway_inflight") == 0, [line for line in text.splitlines() if "inflight" in line]
     took = wait_for(lambda: upstream.open_connections() == 0 and open_fds(pid) <= fds_before, SETTLE_S)
     return {"settled_s": round(took, 2), "fds": open_fds(pid), "fds_before": fds_before}
+
+
+@pytest.mark.timeout(120)
+def test_a_thousand_concurrent_streams_complete_and_leave_nothing(upstream: Upstream) -> None:
+    upstream.reset(Behaviour(chunks=CHUNKS, chunk_gap_s=CHUNK_GAP_S))
+    with Gateway(config_for(upstream)) as gateway:
+        assert gateway.process is not None
+        pid = gateway.process.pid
+        fds_before = open_fds(pid)
+        rss_before = rss_kib(pid)
+        inflight_seen: list[float] = []
+
+        async def run() -> list[Any]:
+            request = stream_request(BODY)
+            tasks = []
+            for i in range(STREAMS):
+                tasks.append(asyncio.create_task(one_stream(gateway.port, request, timeout=60)))
+                if i % 50 == 49:
+                    await asyncio.sleep(RAMP_S / (STREAMS / 50))
+            await asyncio.sleep(CHUNK_GAP_S)  # every stream is under way: the gateway counts them
+            inflight_seen.append(metric(await asyncio.to_thread(scrape, gateway), "modelway_inflight"))
+            return list(await asyncio.gather(*tasks))
+
+        started = time.monotonic()
+        results = asyncio.run(run())
+        seconds = time.monotonic() - started
+        rss_peak = rss_kib(pid)
+        failed = [r for r in results if not (r.status == 200 and r.complete and r.attempts == "1")]
+        assert not failed, (len(failed), failed[:5])
+        peak = max_overlap(results)
+        assert peak == STREAMS, peak  # all of them open at once
+        assert inflight_seen == [STREAMS], inflight_seen
+        assert len(upstream.received) == STREAMS and upstream.cancelled == 0
+        left = assert_nothing_left(gateway, upstream, fds_before)
+        print(
+            f"\n{STREAMS} concurrent streams of {CHUNKS} chunks {CHUNK_GAP_S} s apart: all complete in"
+            f" {seconds:.1f} s; peak open {peak}, gateway inflight {inflight_seen[0]:.0f};"
+            f" RSS {rss_before / 1024:.0f} -> {rss_peak / 1024:.0f} MiB; {left}"
+        )
 
 
 DISCONNECTS = 100
