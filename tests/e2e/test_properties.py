@@ -16,11 +16,14 @@ Whatever arrives, these hold:
   provider's base path.
 
 Hypothesis is derandomized and keeps no example database: CI runs the same examples each
-time. Budgets are small (the file runs in well under a minute); raise MAX_EXAMPLES locally
-(`MODELWAY_PROPERTY_EXAMPLES=500`) to search harder. Under uvicorn's protocol, what
-docs/http-api.md "The HTTP server" lists as uvicorn's own behaviour is allowed (its
-text/plain 400 for unparseable requests, Host not required); the invariants above are not
-relaxed."""
+time. Budgets are small (the file runs in about 15 s); search harder locally with
+`MODELWAY_PROPERTY_EXAMPLES=500` and new examples each run with `MODELWAY_PROPERTY_RANDOM=1`
+(a failure then prints its `@reproduce_failure` blob). Under uvicorn's protocol, what
+docs/http-api.md "The HTTP server" lists as uvicorn's own behaviour is allowed — its
+text/plain 400 for unparseable requests (sent first, and with content to a HEAD), Host not
+required, an answer lost when it closes on a half-close or with the client's bytes unread —
+and nothing else: no 500, no hang, no malformed answer. The bugs the properties found in
+modelway's own protocol have a regression test each at the end of the file."""
 
 from __future__ import annotations
 
