@@ -236,6 +236,8 @@ class SoakResult:
 
 def expected(outcome: str) -> bool:
     kind, _, what = outcome.partition(" ")
+    if kind == "reload":
+        return what == "200"
     if kind in ("json", "slow"):
         return what == "200"
     if kind == "stream":
