@@ -16,7 +16,6 @@ class DeploymentStats:
     """Live per-instance counters a strategy may read (never I/O)."""
 
     inflight: int = 0
-    ewma_latency_s: float | None = None
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
 
 

@@ -322,7 +322,7 @@ async def accept(
         return None, clip(f"decided executor {executor_id!r}, which issued this re-entered request")
     if executing.executor is None:
         return None, clip(f"decided executor {executor_id!r}, which does not implement Executor.execute")
-    return ExecutorCall(executing, entry.id, facts.request(executor_id)), None
+    return ExecutorCall(executing, facts.request(executor_id)), None
 
 
 def describe(

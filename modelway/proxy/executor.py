@@ -52,10 +52,9 @@ class Reentry:
 
 @dataclass(slots=True)
 class ExecutorCall:
-    """A decision that a plugin answers: `entry`'s `execute`, chosen by router `decided_by`."""
+    """A decision that a plugin answers: `entry`'s `execute`."""
 
     entry: LoadedRouter
-    decided_by: str
     request: RouteRequest
 
     async def run(self, ctx: RequestContext, send: Send) -> None:

@@ -62,4 +62,3 @@ class Latency(BaseStrategy):
         value = sample if previous is None else ALPHA * sample + (1 - ALPHA) * previous
         self._ewma[key] = value
         self._fresh_until[key] = self.clock() + STALE_AFTER_S
-        outcome.deployment.stats.ewma_latency_s = value
