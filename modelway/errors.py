@@ -14,6 +14,7 @@
     │   └── GatewayTimeout          504
     └── UpstreamError               one attempt failed; the attempt loop decides what follows
         ├── UpstreamConnectError    refused, reset or unreachable before a response
+        │   └── UpstreamStaleConnection  a reused keep-alive connection closed without answering
         ├── UpstreamTimeout         no response (or no next chunk) within timeout_ms
         └── UpstreamBrokenStream    the response started and then broke
 
@@ -125,6 +126,11 @@ class UpstreamError(ModelwayError):
 
 class UpstreamConnectError(UpstreamError):
     kind = "connect_error"
+
+
+class UpstreamStaleConnection(UpstreamConnectError):
+    """The upstream closed a keep-alive connection as it was reused: most likely its idle
+    timeout, not a failure of the deployment. The attempt loop re-sends on a fresh one."""
 
 
 class UpstreamTimeout(UpstreamError):

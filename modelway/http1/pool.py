@@ -2,8 +2,9 @@
 
 Idle connections are reused newest first (the least likely to have been closed by the
 server), kept for at most keepalive_timeout and never more than idle_limit of them. A
-request that fails on a reused connection before any response byte arrived is sent once
-more on a fresh connection: the server most likely closed the idle socket as we wrote.
+request that fails on a reused connection before any response byte arrived raises
+UpstreamStaleConnection: the server most likely closed the idle socket as we wrote. The
+attempt loop sends it again with `fresh=True` (a new connection), as an attempt of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from modelway.errors import UpstreamConnectError, UpstreamTimeout
+from modelway.errors import UpstreamConnectError, UpstreamStaleConnection, UpstreamTimeout
 from modelway.http1.connection import Connection, Response
 
 
@@ -101,31 +102,29 @@ class HostPool:
             connection.abort()
         return None
 
-    async def request(self, payload: bytes, timeout_s: float, idle: bool) -> Response:
-        """Send one request and wait for the response headers."""
+    async def request(self, payload: bytes, timeout_s: float, idle: bool, fresh: bool = False) -> Response:
+        """Send one request (on a new connection when `fresh`) and wait for the response headers."""
         loop = self._loop
         if loop is None:  # bound on first use: asyncio.get_running_loop() costs a getpid() on 3.11
             loop = self._loop = asyncio.get_running_loop()
-        connection = self._take_idle()
+        connection = None if fresh else self._take_idle()
         reused = connection is not None
-        while True:
-            if connection is None:
-                connection = await self._connect()
-            response = Response(connection, loop, timeout_s, idle)
-            connection.send(payload, response)
-            try:
-                await response.wait_headers()
-            except UpstreamConnectError:
-                response.close()
-                if reused and not response.started:
-                    connection, reused = None, False  # a stale keep-alive socket: once more, fresh
-                    continue
-                raise
-            except BaseException:
-                response.close()
-                connection.abort()
-                raise
-            return response
+        if connection is None:
+            connection = await self._connect()
+        response = Response(connection, loop, timeout_s, idle)
+        connection.send(payload, response)
+        try:
+            await response.wait_headers()
+        except UpstreamConnectError as exc:
+            response.close()
+            if reused and not response.started:
+                raise UpstreamStaleConnection(f"{exc.message} (a reused keep-alive connection)") from None
+            raise
+        except BaseException:
+            response.close()
+            connection.abort()
+            raise
+        return response
 
     def release(self, connection: Connection, reuse: bool) -> None:
         connection.response = None

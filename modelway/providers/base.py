@@ -44,6 +44,7 @@ class UpstreamRequest:
     headers: list[tuple[bytes, bytes]]  # client headers fit to forward (no auth, no hop-by-hop), raw
     body: bytes
     stream: bool
+    fresh: bool = False  # send on a new connection, not a reused keep-alive one
 
 
 class UpstreamResponse(ABC):

@@ -134,7 +134,9 @@ class HttpProvider(Provider):
         self, request: UpstreamRequest, credential: Credential
     ) -> Coroutine[Any, Any, UpstreamResponse]:
         # Streams: timeout_ms bounds each gap between bytes; otherwise the whole exchange.
-        return self._pool.request(self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream)
+        return self._pool.request(
+            self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream, fresh=request.fresh
+        )
 
     def models_url(self, path: str | None = None) -> URL:
         path = path or self.models_path

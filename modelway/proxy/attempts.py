@@ -5,6 +5,12 @@ Layers, outermost first (as httpx layers its send path):
   RouteChain.next() the next deployment: highest priority first, untried, then fallbacks
   exchange()        one upstream exchange, up to the first body byte
 
+An exchange that failed on a stale keep-alive connection (the upstream closed it as it was
+reused) is sent again to the same deployment with the same key on a fresh connection. That
+re-send is an attempt like any other: it counts in x-modelway-attempts and against
+routing.retries, and spends the retry budget; the stale failure counts against nothing
+(no cooldown, no strategy outcome), since it says nothing about the deployment.
+
 Every exchange runs as a task, so a hedge (a second exchange started when the first has
 no response headers after hedge_after_ms) is just another task in the same loop: the
 first to answer wins and the other is cancelled. Nothing reaches the client before this
@@ -19,7 +25,13 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from modelway.errors import AllAttemptsFailed, GatewayTimeout, NoHealthyDeployment, UpstreamError
+from modelway.errors import (
+    AllAttemptsFailed,
+    GatewayTimeout,
+    NoHealthyDeployment,
+    UpstreamError,
+    UpstreamStaleConnection,
+)
 from modelway.failover.chain import RouteChain, Tried, usable
 from modelway.proxy.context import RequestContext
 from modelway.proxy.exchange import Answer, AttemptRecord, exchange
@@ -44,8 +56,9 @@ class AttemptLoop:
         self.failed_answer: Answer | None = None  # a retryable status answer, kept for pass-through
         self.last_settled: AttemptRecord | None = None  # with hedging, not always the last launched
         self.stop = False  # a failure that must not be retried
+        self.stale: AttemptRecord | None = None  # failed on a stale connection: to re-send on a fresh one
 
-    def pick(self, hedge: bool = False) -> tuple[ModelRoute, AttemptRecord] | None:
+    def pick(self, hedge: bool = False) -> AttemptRecord | None:
         now = time.monotonic()
         picked = self.chain.next(self.ctx, self.tried, self.rekey, now)
         if picked is None:
@@ -57,17 +70,12 @@ class AttemptLoop:
             return None
         used.add(credential.index)
         self.rekey.discard(deployment.index)
-        record = AttemptRecord(deployment, credential, hedge=hedge)
+        record = AttemptRecord(route, deployment, credential, hedge=hedge)
         self.history.append(record)
-        return route, record
+        return record
 
-    def launch(self, hedge: bool = False) -> bool:
-        picked = self.pick(hedge)
-        if picked is None:
-            return False
-        route, record = picked
-        self.pending[asyncio.ensure_future(exchange(self.ctx, route, record))] = record
-        return True
+    def launch(self, record: AttemptRecord) -> None:
+        self.pending[asyncio.ensure_future(exchange(self.ctx, record))] = record
 
     def can_retry(self) -> bool:
         """Another attempt is allowed: attempts left, a candidate left, and budget left."""
@@ -78,14 +86,28 @@ class AttemptLoop:
             and self.route.budget.try_retry()
         )
 
+    def next_attempt(self) -> AttemptRecord | None:
+        """The attempt after a failed one, or None when no more is allowed: a re-send on a
+        fresh connection after a stale one, else the next candidate."""
+        stale, self.stale = self.stale, None
+        if stale is None:
+            return self.pick() if self.can_retry() else None
+        if self.stop or len(self.history) >= self.max_attempts or not self.route.budget.try_retry():
+            return None
+        record = AttemptRecord(stale.route, stale.deployment, stale.credential, hedge=stale.hedge, fresh=True)
+        self.history.append(record)
+        return record
+
     def run(self) -> Coroutine[Any, Any, Answer]:
         self.route.budget.request()
         return self.run_in_turn() if self.hedge_s is None else self.run_hedged()
 
     async def run_hedged(self) -> Answer:
         """Exchanges as tasks, so that a hedge can race the first one."""
-        if not self.launch():
+        picked = self.pick()
+        if picked is None:
             raise self.unavailable()
+        self.launch(picked)
         try:
             while self.pending:
                 hedge_due = self.hedge_s is not None and len(self.pending) == 1
@@ -103,8 +125,8 @@ class AttemptLoop:
                     answer = self.settle(record, exc or task.result())
                     if answer is not None:
                         return self.won(answer, done)
-                if not self.pending and self.can_retry():
-                    self.launch()
+                if not self.pending and (picked := self.next_attempt()) is not None:
+                    self.launch(picked)
         finally:
             for task in self.pending:
                 task.cancel()
@@ -112,25 +134,24 @@ class AttemptLoop:
 
     async def run_in_turn(self) -> Answer:
         """Without hedging, one exchange at a time, awaited in this task: no task per attempt."""
-        picked = self.pick()
-        if picked is None:
+        record = self.pick()
+        if record is None:
             raise self.unavailable()
         while True:
-            route, record = picked
             try:
-                answer = self.settle(record, await exchange(self.ctx, route, record))
+                answer = self.settle(record, await exchange(self.ctx, record))
             except UpstreamError as exc:
                 answer = self.settle(record, exc)
             if answer is not None:
                 return self.won(answer, ())
-            if not self.can_retry() or (picked := self.pick()) is None:
+            if (record := self.next_attempt()) is None:
                 return self.lost()
 
     def maybe_hedge(self) -> None:
         self.hedge_s = None  # one hedge per request
         (record,) = self.pending.values()
-        if record.headers_at is None and self.can_retry():
-            self.launch(hedge=True)
+        if record.headers_at is None and self.can_retry() and (picked := self.pick(hedge=True)) is not None:
+            self.launch(picked)
 
     def settle(self, record: AttemptRecord, result: Answer | UpstreamError) -> Answer | None:
         """The answer if this exchange won; None when it failed (and was recorded)."""
@@ -140,6 +161,10 @@ class AttemptLoop:
         if isinstance(result, UpstreamError):
             record.error = result.kind
             metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
+            if isinstance(result, UpstreamStaleConnection):
+                record.stale = True
+                self.stale = record
+                return None
             self.failover.error(deployment, result.kind)
             if result.kind not in self.failover.retry_on:
                 self.stop = True

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from modelway.deployment import Deployment
-from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError
+from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamStaleConnection
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
@@ -23,17 +23,21 @@ from modelway.strategies.base import Outcome
 
 @dataclass(slots=True)
 class AttemptRecord:
+    route: ModelRoute  # the model (the requested one, or a fallback) this deployment serves
     deployment: Deployment
     credential: Credential
     hedge: bool = False
+    fresh: bool = False  # sent on a new connection: a re-send after a stale keep-alive one
     status: int | None = None
     error: str | None = None
+    stale: bool = False  # failed on a reused keep-alive connection the upstream had closed
     headers_at: float | None = None  # when the upstream's response headers arrived
 
     def describe(self) -> str:
         key = f" key#{self.credential.index}" if self.deployment.provider.credentials.pooled else ""
         result = self.status if self.status is not None else self.error
-        return f"{self.deployment.name}{key}{' (hedge)' if self.hedge else ''} -> {result}"
+        why = " (a reused connection the upstream had closed)" if self.stale else ""
+        return f"{self.deployment.name}{key}{' (hedge)' if self.hedge else ''} -> {result}{why}"
 
 
 @dataclass(slots=True)
@@ -82,8 +86,9 @@ def upstream_body(ctx: RequestContext, deployment: Deployment) -> bytes:
     return orjson.dumps(set_model(payload, ctx.runtime.mapper.key_path, target))
 
 
-async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord) -> Answer:
+async def exchange(ctx: RequestContext, record: AttemptRecord) -> Answer:
     runtime = ctx.runtime
+    route = record.route
     deployment = record.deployment
     headers = ctx.forward_headers
     if runtime.selected_provider_header:
@@ -96,6 +101,7 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
         headers=headers,
         body=upstream_body(ctx, deployment),
         stream=ctx.stream,
+        fresh=record.fresh,
     )
     started = time.monotonic()
     deployment.stats.inflight += 1
@@ -103,7 +109,8 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
         upstream = await deployment.provider.send(request, record.credential)
     except BaseException as exc:
         deployment.stats.inflight -= 1
-        if isinstance(exc, UpstreamError) and route.observes:
+        # A stale keep-alive connection says nothing about the deployment: not observed.
+        if isinstance(exc, UpstreamError) and route.observes and not isinstance(exc, UpstreamStaleConnection):
             route.strategy.observe(
                 Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
             )
