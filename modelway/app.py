@@ -11,13 +11,14 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from modelway.asgi import Receive, Send
 from modelway.config import load_config
+from modelway.deployment import usable
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
-from modelway.failover.chain import usable
-from modelway.metrics import build_registry
+from modelway.exposition import build_registry
 from modelway.proxy import pipeline
-from modelway.proxy.body import Receive
-from modelway.proxy.responses import Send, send_bytes, send_error, send_json
+from modelway.proxy.dialect import dialect_of
+from modelway.proxy.responses import send_bytes, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
 
 log = logging.getLogger("modelway")
@@ -33,7 +34,7 @@ async def health(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 
 async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
     configured = sum(len(route.deployments) for route in runtime.models.values())
-    healthy = runtime.healthy_deployments()
+    healthy = runtime.table.healthy_deployments()
     if healthy or (not configured and runtime.discovery.enabled):
         await send_json(send, 200, {"status": "ready", "models": len(runtime.models), "healthy_deployments": healthy})
     elif not configured:
@@ -105,7 +106,7 @@ class Gateway:
                 raise MethodNotAllowed(f"{path} accepts GET, not {method}")
             await handler(runtime, scope, send)
         except GatewayError as exc:
-            await send_error(send, exc, pipeline.is_anthropic_path(path))
+            await send_error(send, exc, dialect_of(path))
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,3 +64,19 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"Deployment({self.name}, weight={self.weight}, priority={self.priority})"
+
+
+def usable(deployment: Deployment, now: float | None = None) -> bool:
+    """Could this deployment take a request right now? The filter every candidate passes
+    before a strategy sees it: healthy provider, not cooling, under its concurrency cap,
+    a usable credential."""
+    if now is None:
+        now = time.monotonic()
+    provider = deployment.provider
+    cap = deployment.max_concurrency
+    return (
+        provider.healthy
+        and not deployment.health.cooling(now)
+        and (cap is None or deployment.stats.inflight < cap)
+        and provider.credentials.has_usable(now)
+    )

@@ -7,31 +7,16 @@ nothing else of their priority is."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from modelway.deployment import Deployment
+from modelway.deployment import Deployment, usable
 
 if TYPE_CHECKING:
-    from modelway.proxy.context import RequestContext
-    from modelway.runtime import ModelRoute
+    from modelway.routes import ModelRoute
+    from modelway.strategies.base import View
 
 # deployment index → credential indexes already tried on it
 Tried = dict[int, set[int]]
-
-
-def usable(deployment: Deployment, now: float | None = None) -> bool:
-    """Could this deployment take a request right now?"""
-    if now is None:
-        now = time.monotonic()
-    provider = deployment.provider
-    cap = deployment.max_concurrency
-    return (
-        provider.healthy
-        and not deployment.health.cooling(now)
-        and (cap is None or deployment.stats.inflight < cap)
-        and provider.credentials.has_usable(now)
-    )
 
 
 class RouteChain:
@@ -47,9 +32,9 @@ class RouteChain:
             return False  # tried, and no other credential of its pool may be tried
         return usable(deployment, now)
 
-    def next(
-        self, ctx: RequestContext, tried: Tried, rekey: set[int], now: float
-    ) -> tuple[ModelRoute, Deployment] | None:
+    def next(self, view: View, tried: Tried, rekey: set[int]) -> tuple[ModelRoute, Deployment] | None:
+        """The next deployment to try, chosen by its route's strategy, with the route."""
+        now = view.now
         for route in self.routes:
             for group in route.groups:
                 candidates = [d for d in group if self._eligible(d, tried, rekey, now)]
@@ -58,7 +43,7 @@ class RouteChain:
                         # Deployments near their upstream rate limit go last, not out.
                         roomy = [d for d in candidates if d.stats.quota_low_until <= now]
                         candidates = roomy or candidates
-                    return route, route.strategy.choose(ctx, candidates)
+                    return route, route.strategy.choose(view, candidates)
         return None
 
     def has_next(self, tried: Tried, rekey: set[int], now: float) -> bool:

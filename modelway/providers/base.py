@@ -8,7 +8,7 @@ for discovery. Failures surface only as `modelway.errors.UpstreamError` subclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ class UpstreamRequest:
     path: str  # relative to the provider's base_url, e.g. "chat/completions"
     client_path: str  # the path the client called, e.g. "/v1/chat/completions"
     query: str  # the client's raw query string ("" when none)
-    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (no auth, no hop-by-hop), raw
+    headers: Sequence[tuple[bytes, bytes]]  # client headers fit to forward (no auth, no hop-by-hop), raw
     body: bytes
     stream: bool
     fresh: bool = False  # send on a new connection, not a reused keep-alive one

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from modelway.errors import (
     AllAttemptsFailed,
@@ -32,21 +32,56 @@ from modelway.errors import (
     UpstreamError,
     UpstreamStaleConnection,
 )
-from modelway.failover.chain import RouteChain, Tried, usable
-from modelway.proxy.context import RequestContext
+from modelway.failover.chain import RouteChain, Tried
 from modelway.proxy.exchange import Answer, AttemptRecord, exchange
-from modelway.runtime import ModelRoute
+from modelway.strategies.base import NO_LOAD
 
-__all__ = ["Answer", "attempt", "usable"]
+if TYPE_CHECKING:
+    from modelway.config.schema import HashOn
+    from modelway.deployment import Deployment
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import LoadSource, ProxySettings
+    from modelway.routes import ModelRoute
+
+__all__ = ["Answer", "RequestView", "attempt"]
+
+
+class RequestView:
+    """What a strategy sees of one request at one pick (strategies/base.py `View`): built per
+    pick, read-only; the load snapshot is read only when a strategy asks for it."""
+
+    __slots__ = ("_request", "_source", "now")
+
+    def __init__(self, request: Incoming, source: LoadSource | None, now: float) -> None:
+        self._request = request
+        self._source = source
+        self.now = now
+
+    @property
+    def stream(self) -> bool:
+        return self._request.stream
+
+    @property
+    def load(self) -> Mapping[str, float]:
+        source = self._source
+        return source.snapshot() if source is not None else NO_LOAD
+
+    def hash_key(self, hash_on: HashOn) -> str | None:
+        return self._request.hash_key(hash_on)
+
+    def inflight(self, deployment: Deployment) -> int:
+        return deployment.stats.inflight
 
 
 class AttemptLoop:
-    def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: ProxySettings, request: Incoming, model: str, route: ModelRoute) -> None:
+        self.settings = settings
+        self.request = request
+        self.model = model  # the public model: metric label, and the name sent where a deployment has none
         self.route = route
-        self.failover = ctx.runtime.failover
+        self.failover = settings.failover
         self.chain = RouteChain(route)
-        self.max_attempts = 1 + ctx.runtime.config.routing.retries
+        self.max_attempts = settings.max_attempts
         hedge_ms = route.config.hedge_after_ms
         self.hedge_s: float | None = hedge_ms / 1000 if hedge_ms else None
         self.tried: Tried = {}
@@ -60,7 +95,7 @@ class AttemptLoop:
 
     def pick(self, hedge: bool = False) -> AttemptRecord | None:
         now = time.monotonic()
-        picked = self.chain.next(self.ctx, self.tried, self.rekey, now)
+        picked = self.chain.next(RequestView(self.request, self.settings.load, now), self.tried, self.rekey)
         if picked is None:
             return None
         route, deployment = picked
@@ -75,7 +110,7 @@ class AttemptLoop:
         return record
 
     def launch(self, record: AttemptRecord) -> None:
-        self.pending[asyncio.ensure_future(exchange(self.ctx, record))] = record
+        self.pending[asyncio.ensure_future(exchange(self.request, self.model, record, self.settings))] = record
 
     def can_retry(self) -> bool:
         """Another attempt is allowed: attempts left, a candidate left, and budget left."""
@@ -139,7 +174,7 @@ class AttemptLoop:
             raise self.unavailable()
         while True:
             try:
-                answer = self.settle(record, await exchange(self.ctx, record))
+                answer = self.settle(record, await exchange(self.request, self.model, record, self.settings))
             except UpstreamError as exc:
                 answer = self.settle(record, exc)
             if answer is not None:
@@ -156,11 +191,11 @@ class AttemptLoop:
     def settle(self, record: AttemptRecord, result: Answer | UpstreamError) -> Answer | None:
         """The answer if this exchange won; None when it failed (and was recorded)."""
         deployment = record.deployment
-        metrics = self.ctx.runtime.metrics
+        metrics = self.settings.metrics
         self.last_settled = record
         if isinstance(result, UpstreamError):
             record.error = result.kind
-            metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
+            metrics.attempt(self.model, deployment.provider.name, result.kind)
             if isinstance(result, UpstreamStaleConnection):
                 record.stale = True
                 self.stale = record
@@ -172,7 +207,7 @@ class AttemptLoop:
         answer = result
         status = answer.upstream.status
         record.status = status
-        metrics.attempt(self.ctx.requested_model, deployment.provider.name, "ok" if status < 400 else str(status))
+        metrics.attempt(self.model, deployment.provider.name, "ok" if status < 400 else str(status))
         if self.failover.status(deployment, record.credential, status, answer.upstream.headers):
             self.rekey.add(deployment.index)
         elif status not in self.failover.retry_on:
@@ -222,5 +257,7 @@ class AttemptLoop:
         return AllAttemptsFailed(f"every attempt failed ({attempts}: {summary})", headers=headers)
 
 
-def attempt(ctx: RequestContext, route: ModelRoute) -> Coroutine[Any, Any, Answer]:
-    return AttemptLoop(ctx, route).run()  # the loop's own coroutine: no extra frame per request
+def attempt(settings: ProxySettings, request: Incoming, model: str, route: ModelRoute) -> Coroutine[Any, Any, Answer]:
+    """The answer to `request` from `route` (or its fallbacks), as the public model `model`;
+    a GatewayError (502, 503, 504) when no attempt answered."""
+    return AttemptLoop(settings, request, model, route).run()  # the loop's own coroutine: no extra frame per request

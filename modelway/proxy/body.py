@@ -3,14 +3,12 @@ modelway itself reads. Each failure is a 400/413 that says what is wrong and whe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from modelway.asgi import Receive
 from modelway.errors import BadRequest, PayloadTooLarge
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:

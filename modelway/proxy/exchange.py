@@ -7,18 +7,23 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
-from modelway.deployment import Deployment
 from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamStaleConnection
 from modelway.failover.quota import low_until
-from modelway.providers.base import UpstreamRequest, UpstreamResponse
-from modelway.providers.credentials import Credential
+from modelway.providers.base import UpstreamRequest
 from modelway.proxy.body import set_model
-from modelway.proxy.context import RequestContext
-from modelway.runtime import ModelRoute
 from modelway.strategies.base import Outcome
+
+if TYPE_CHECKING:
+    from modelway.deployment import Deployment
+    from modelway.providers.base import UpstreamResponse
+    from modelway.providers.credentials import Credential
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import ProxySettings
+    from modelway.routes import ModelRoute
 
 
 @dataclass(slots=True)
@@ -64,56 +69,57 @@ class Answer:
         self.upstream.close()
         self.deployment.stats.inflight -= 1
         if observe and self.route.observes:
+            now = time.monotonic()
             self.route.strategy.observe(
                 Outcome(
                     self.deployment,
                     ok,
                     self.upstream.status,
                     error,
-                    time.monotonic() - self.started_at,
+                    now - self.started_at,
                     self.ttft_s,
                     self.rest is not None,
+                    now,
                 )
             )
 
 
-def upstream_body(ctx: RequestContext, deployment: Deployment) -> bytes:
-    target = deployment.upstream_model or ctx.requested_model
+def upstream_body(request: Incoming, model: str, deployment: Deployment, model_key: tuple[str, ...]) -> bytes:
+    target = deployment.upstream_model or model
     options = deployment.options
-    if not options and target == ctx.original_model:
-        return ctx.raw_body  # nothing to change: the client's bytes go out as they came
-    payload = {**ctx.payload, **options} if options else ctx.payload
-    return orjson.dumps(set_model(payload, ctx.runtime.mapper.key_path, target))
+    if not options and target == request.original_model:
+        return request.raw_body  # nothing to change: the client's bytes go out as they came
+    payload = {**request.payload, **options} if options else request.payload
+    return orjson.dumps(set_model(payload, model_key, target))
 
 
-async def exchange(ctx: RequestContext, record: AttemptRecord) -> Answer:
-    runtime = ctx.runtime
+async def exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
+    """`request` to `record`'s deployment, as `model` (the public model) or its upstream name."""
     route = record.route
     deployment = record.deployment
-    headers = ctx.forward_headers
-    if runtime.selected_provider_header:
-        selected = (runtime.selected_provider_header, deployment.provider.name.encode())
+    headers = request.forward_headers
+    if settings.selected_provider_header:
+        selected = (settings.selected_provider_header, deployment.provider.name.encode())
         headers = [*(h for h in headers if h[0] != selected[0]), selected]
-    request = UpstreamRequest(
-        path=ctx.upstream_path,
-        client_path=ctx.path,
-        query=ctx.query_string,
+    outgoing = UpstreamRequest(
+        path=request.upstream_path,
+        client_path=request.path,
+        query=request.query_string,
         headers=headers,
-        body=upstream_body(ctx, deployment),
-        stream=ctx.stream,
+        body=upstream_body(request, model, deployment, settings.model_key),
+        stream=request.stream,
         fresh=record.fresh,
     )
     started = time.monotonic()
     deployment.stats.inflight += 1
     try:
-        upstream = await deployment.provider.send(request, record.credential)
+        upstream = await deployment.provider.send(outgoing, record.credential)
     except BaseException as exc:
         deployment.stats.inflight -= 1
         # A stale keep-alive connection says nothing about the deployment: not observed.
         if isinstance(exc, UpstreamError) and route.observes and not isinstance(exc, UpstreamStaleConnection):
-            route.strategy.observe(
-                Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
-            )
+            now = time.monotonic()
+            route.strategy.observe(Outcome(deployment, False, None, exc.kind, now - started, None, request.stream, now))
         raise
     record.headers_at = now = time.monotonic()
     if upstream.reports_quota:

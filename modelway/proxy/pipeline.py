@@ -1,157 +1,108 @@
-"""One proxied request, top to bottom:
+"""One proxied request, top to bottom. Each stage returns the value the next one reads, and
+none changes what an earlier one made:
 
-    read body → check content type → parse JSON → check fields → identify client
-    → map model → authorize → router plugins → resolve route → attempt (retry/fallback) → relay
+    parse     (incoming.py)  scope, body → Incoming: path, dialect, parsed body, headers, client
+    map       (resolve.py)   Incoming → the requested public model
+    resolve   (resolve.py)   authorize → router plugins (decide.py) → model table → Resolved:
+                             a route or a plugin's ExecutorCall, the public model, answer headers
+    attempt   (attempts.py)  retries, fallbacks, hedging over exchanges (exchange.py) → Answer
+    relay     (relay.py)     Answer → the client, and the metrics
 
-A router plugin (proxy/decide.py) may pick the route, or answer itself (proxy/executor.py).
+A plugin's executor answers instead of attempt and relay (executor.py); it gets the way back
+into the gateway, this module's `handle` bound to the runtime, as a parameter. `handle` is
+the only code that holds the Runtime: each stage gets the few parts of it it needs.
 
-Request-side steps may end the request with a GatewayError; once relay starts the
-status is sent and only the body remains. The work is cancelled the moment the client
+Request-side stages may end the request with a GatewayError; once relay starts the status
+is sent and only the body remains. The work is cancelled the moment the client
 disconnects, so the upstream request is abandoned at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, Protocol
+from collections.abc import Coroutine, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
-from modelway.errors import BadRequest, GatewayError, NotFound
+from modelway.errors import GatewayError
 from modelway.http1.cycle import DISCONNECT_EXTENSION
-from modelway.providers.base import HOP_BY_HOP
-from modelway.proxy.attempts import Answer, attempt
-from modelway.proxy.auth import authorize
-from modelway.proxy.body import (
-    ClientGone,
-    Receive,
-    check_content_type,
-    check_fields,
-    parse_json_object,
-    read_body,
-    read_model,
-)
-from modelway.proxy.context import RequestContext
-from modelway.proxy.decide import run_routers
-from modelway.proxy.executor import REENTRY, ExecutorCall
+from modelway.proxy.attempts import attempt
+from modelway.proxy.body import ClientGone
+from modelway.proxy.dialect import Dialect, dialect_of
+from modelway.proxy.executor import ExecutorCall
+from modelway.proxy.incoming import parse
 from modelway.proxy.relay import relay
-from modelway.proxy.responses import Send, send_error
-from modelway.runtime import ModelRoute, Runtime
+from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
+from modelway.proxy.responses import send_error
+
+if TYPE_CHECKING:
+    from modelway.asgi import Receive, Scope, Send
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import ProxySettings
+    from modelway.routes import ModelRoute
+    from modelway.runtime import Runtime
 
 # Without the server's disconnect extension (an executor's in-process call, or another
 # ASGI server), disconnects are noticed at once after this; earlier, within it.
 WATCH_AFTER_S = 0.02
 
-# Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
-# and ones modelway sets itself.
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"authorization",
-    b"x-api-key",
-    b"accept-encoding",
-    b"content-type",
-    b"expect",
-}
 
-
-def forwardable(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's header pairs fit to send upstream, kept as bytes, since they go out as bytes."""
-    return [pair for pair in raw if pair[0] not in NOT_FORWARDED and not pair[0].startswith(b"x-modelway-")]
-
-
-def upstream_path(path: str) -> str:
-    """The path relative to a provider's base_url: "/v1/chat/completions" → "chat/completions"."""
-    if path.startswith("/v1/"):
-        return path[4:]
-    return path.lstrip("/")
-
-
-def has_dot_segment(path: str) -> bool:
-    """"/v1/../admin" would leave the provider's base_url once joined to it."""
-    return any(segment in (".", "..") for segment in path.split("/"))
-
-
-def is_anthropic_path(path: str) -> bool:
-    return path.endswith("/messages") or "/messages/" in path
-
-
-async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    path: str = scope["path"]
-    anthropic = is_anthropic_path(path)
-    ctx: RequestContext | None = None
+async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    settings = runtime.proxy
     try:
-        if "/." in path and has_dot_segment(path):
-            raise BadRequest(f"path {path[:100]!r} has a '.' or '..' segment", code="invalid_path")
-        raw_headers: dict[bytes, bytes] = dict(scope["headers"])
-        length = raw_headers.get(b"content-length")
-        body = await read_body(receive, length.decode("latin-1") if length is not None else None,
-                               runtime.max_body_bytes)
-        content_type = raw_headers.get(b"content-type")
-        check_content_type(content_type.decode("latin-1") if content_type is not None else None)
-        payload = parse_json_object(body)
-        ctx = RequestContext(
-            runtime=runtime,
-            scope=scope,
-            path=path,
-            upstream_path=upstream_path(path),
-            payload=payload,
-            raw_body=body,
-            raw_headers=raw_headers,
-            forward_headers=forwardable(scope["headers"]),
-            anthropic=anthropic,
+        request = await parse(
+            scope, receive, max_body_bytes=runtime.max_body_bytes, client_keys=runtime.client_keys,
+            model_key=settings.model_key,
         )
-        ctx.stream = check_fields(payload, path)
-        reentry = scope.get(REENTRY)  # an executor's in-process call: its caller's key applies
-        if reentry is not None:
-            ctx.client = reentry.client
-        elif runtime.client_keys.enabled:
-            ctx.client = runtime.client_keys.identify(ctx.header(b"authorization"), ctx.header(b"x-api-key"))
-        route = await resolve_route(ctx)
     except ClientGone:
         return
     except GatewayError as exc:
-        runtime.metrics.rejected(runtime.metric_model(ctx.requested_model if ctx is not None else ""), exc.status)
-        await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
+        await refuse(settings, send, exc, dialect_of(scope["path"]), "")
         return
-    work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
+    model = ""
+    try:
+        model = requested_model(request, runtime.mapper, runtime.table.default_model)
+        routers = runtime.routers
+        app = partial(handle, runtime) if routers.routers else None  # executors' way back in
+        resolved = await resolve(request, model, runtime.table, routers, app)
+    except GatewayError as exc:
+        await refuse(settings, send, exc, request.dialect, model)
+        return
+    target = resolved.target
+    if isinstance(target, ExecutorCall):
+        work = target.run(request, resolved.headers, send)
+    else:
+        work = proxy(settings, request, resolved.model, target, resolved.headers, send)
     await run_until_disconnect(work, scope, receive)
 
 
-async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
+async def proxy(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    route: ModelRoute,
+    headers: Sequence[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
     try:
-        answer: Answer = await attempt(ctx, route)
+        answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
-        ctx.runtime.metrics.rejected(ctx.runtime.metric_model(ctx.requested_model), exc.status)
-        await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
+        await refuse(settings, send, exc, request.dialect, model, headers)
         return
-    await relay(ctx, answer, send)
+    await relay(settings, request, model, headers, answer, send)
 
 
-async def resolve_route(ctx: RequestContext) -> ModelRoute | ExecutorCall:
-    """Map the requested name, check the client may use it, let the routers decide, and
-    otherwise find its route: public models, then discovered ones, then default_model."""
-    runtime = ctx.runtime
-    mapper = runtime.mapper
-    default_model = runtime.config.routing.default_model
-    original = read_model(ctx.payload, mapper.key_path)
-    ctx.original_model = original
-    if original is None:
-        if default_model is None:
-            where = ".".join(mapper.key_path)
-            raise BadRequest(f"missing model: the request body has no '{where}'", param=where, code="missing_model")
-        requested = default_model
-    else:
-        requested = mapper.map(original) if mapper.applies_to(ctx.path) else original
-    ctx.requested_model = requested
-    authorize(ctx.client, requested)
-    routed = await run_routers(ctx)
-    if routed.target is not None:
-        return routed.target
-    route = runtime.models.get(requested) or await runtime.discovered_route(requested)
-    if route is None and default_model is not None:
-        route = runtime.models[default_model]
-    routed.note_resolution(ctx, route)
-    if route is None:
-        raise NotFound(f"model {requested!r} does not exist", param="model")
-    return route
+async def refuse(
+    settings: ProxySettings,
+    send: Send,
+    error: GatewayError,
+    dialect: Dialect,
+    model: str,
+    headers: Sequence[tuple[bytes, bytes]] = NO_HEADERS,
+) -> None:
+    """An answer modelway gives itself: counted, then sent in the client's dialect."""
+    settings.metrics.rejected(settings.metric_model(model), error.status)
+    await send_error(send, error, dialect, headers)
 
 
 class DisconnectWatch:
@@ -205,7 +156,7 @@ class DisconnectSignal(Protocol):
     def cancel_on_disconnect(self) -> None: ...
 
 
-async def run_until_disconnect(work: Coroutine[Any, Any, None], scope: dict[str, Any], receive: Receive) -> None:
+async def run_until_disconnect(work: Coroutine[Any, Any, None], scope: Scope, receive: Receive) -> None:
     """Run `work` in this task, cancelling it as soon as the client disconnects: by the
     server itself where it offers the extension, else by a DisconnectWatch."""
     extensions = scope.get("extensions")

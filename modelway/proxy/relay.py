@@ -1,40 +1,46 @@
-"""Relaying an upstream answer to the client: status, headers, then the body as it
-arrives. Bytes are copied untouched unless `response_model: requested` asks for a rewrite."""
+"""The last stage: relaying the answer the attempt loop returned to the client — status,
+headers, then the body as it arrives — and recording it in the metrics. Bytes are copied
+untouched unless `response_model: requested` asks for a rewrite."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
-from modelway.proxy.attempts import Answer
-from modelway.proxy.context import RequestContext
-from modelway.proxy.responses import Send, send_bytes, sse_error_event
+from modelway.proxy.responses import send_bytes, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
 from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usage
+
+if TYPE_CHECKING:
+    from modelway.asgi import Send
+    from modelway.metrics import Metrics
+    from modelway.proxy.exchange import Answer
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import ProxySettings
 
 ATTEMPTS = [(b"x-modelway-attempts", b"%d" % n) for n in range(16)]
 
 
-def route_headers(ctx: RequestContext, answer: Answer) -> list[tuple[bytes, bytes]]:
+def route_headers(model: str, answer: Answer, extra: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     deployment = answer.deployment
     headers = [*answer.upstream.headers, *deployment.route_head]
     if deployment.upstream_model is None:
-        headers.append((b"x-modelway-model", ctx.requested_model.encode()))
+        headers.append((b"x-modelway-model", model.encode()))
     n = answer.attempts
     headers.append(ATTEMPTS[n] if n < len(ATTEMPTS) else (b"x-modelway-attempts", b"%d" % n))
-    if ctx.extra_response_headers:
-        headers += ctx.extra_response_headers
+    if extra:
+        headers += extra
     return headers
 
 
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the request
 
 
-def record(ctx: RequestContext, answer: Answer, status: int | str, usage: tuple[int, int] | None) -> None:
-    metrics = ctx.runtime.metrics
+def record(metrics: Metrics, model: str, answer: Answer, status: int | str, usage: tuple[int, int] | None) -> None:
     deployment = answer.deployment
-    model = ctx.requested_model
     metrics.request(
         model, deployment.provider.name, status, time.monotonic() - answer.started_at, answer.ttft_s
     )
@@ -42,23 +48,32 @@ def record(ctx: RequestContext, answer: Answer, status: int | str, usage: tuple[
         metrics.usage(model, deployment, *usage)
 
 
-async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
+async def relay(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    extra_headers: Sequence[tuple[bytes, bytes]],
+    answer: Answer,
+    send: Send,
+) -> None:
+    """Send `answer`, the answer to `request` as the public model `model`, with `extra_headers`."""
+    metrics = settings.metrics
     upstream = answer.upstream
     status = upstream.status
-    rewrite_to = ctx.original_model if ctx.runtime.rewrite_response_model and status < 300 else None
-    headers = route_headers(ctx, answer)
+    rewrite_to = request.original_model if settings.rewrite_response_model and status < 300 else None
+    headers = route_headers(model, answer, extra_headers)
     if answer.body is not None:
         body = answer.body
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
-        record(ctx, answer, status, usage_from_body(body) if status < 300 else None)
+        record(metrics, model, answer, status, usage_from_body(body) if status < 300 else None)
         await send_bytes(send, status, body, headers)
         return
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})
     rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
-    usage = StreamUsage() if wants_stream_usage(ctx.payload) else None
+    usage = StreamUsage() if wants_stream_usage(request.payload) else None
     chunk = answer.first_chunk
     rest = answer.rest
     relayed = False
@@ -82,17 +97,17 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].
         answer.finish(ok=False, error=exc.kind)
-        ctx.runtime.failover.error(answer.deployment, BROKEN_STREAM)
+        settings.failover.error(answer.deployment, BROKEN_STREAM)
         cls = GatewayTimeout if isinstance(exc, UpstreamTimeout) else AllAttemptsFailed
         error = cls(f"upstream stream from {answer.deployment.name} broke off: {exc.message}",
                     code="stream_broken")
-        await send({"type": "http.response.body", "body": sse_error_event(error, ctx.anthropic), "more_body": False})
-        record(ctx, answer, "stream_broken", None)
+        await send({"type": "http.response.body", "body": sse_error_event(error, request.dialect), "more_body": False})
+        record(metrics, model, answer, "stream_broken", None)
         return
     finally:
         if not answer.finished:
             # Not relayed to the end only when the client left: no verdict on the deployment.
             answer.finish(ok=True, observe=relayed)
             if not relayed:
-                record(ctx, answer, CLIENT_CLOSED, None)
-    record(ctx, answer, status, usage.found if usage is not None else None)
+                record(metrics, model, answer, CLIENT_CLOSED, None)
+    record(metrics, model, answer, status, usage.found if usage is not None else None)

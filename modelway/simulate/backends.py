@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from modelway.deployment import Deployment
+    from modelway.routes import ModelRoute
     from modelway.simulate.workload import SimRequest
 
 
@@ -43,8 +45,8 @@ class BackendSpec:
 class Job:
     request: SimRequest
     backend: Backend
-    deployment: object | None  # the modelway Deployment that sent it (None: the oracle)
-    route: object | None  # the route whose strategy observes it
+    deployment: Deployment  # the modelway Deployment that sent it (chosen by the strategy, or the oracle)
+    route: ModelRoute  # the route whose strategy observes it
     arrival: float
     start: float = 0.0
     first_token: float = 0.0

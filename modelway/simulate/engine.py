@@ -3,12 +3,12 @@ of `simulated` providers, so the strategy objects and `Deployment`s are the ones
 server builds; the loop then drives them as the request path does:
 
     arrival:      candidates = the highest-priority group under its max_concurrency caps
-                  deployment = strategy.choose(ctx, candidates); deployment.stats.inflight += 1
+                  deployment = strategy.choose(view, candidates); deployment.stats.inflight += 1
     completion:   deployment.stats.inflight -= 1; strategy.observe(Outcome(...))
 
-`ctx` is a `SimContext`: what strategies read from a request (`load_metrics()`,
-`hash_key()`, `stream`). The load-metrics snapshot is refreshed every `refresh_s` of
-virtual time from the backends' true queue, running count and slot use, scored as the
+`view` is a `FixedView` (strategies/base.py) of the virtual time, the request's session
+(its hash key) and the load-metrics snapshot. The snapshot is refreshed every `refresh_s`
+of virtual time from the backends' true queue, running count and slot use, scored as the
 Prometheus source scores vLLM — so least_load sees data exactly as stale as in production.
 """
 
@@ -18,19 +18,17 @@ import heapq
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from modelway.config.schema import Config
-from modelway.loadmetrics.score import load_score
-from modelway.runtime import ModelRoute, Runtime
+from modelway.loadmetrics.score import load_score, provider_key
+from modelway.routes import ModelRoute
+from modelway.runtime import Runtime
 from modelway.simulate.backends import Backend, BackendSpec, Job
-from modelway.strategies.base import BaseStrategy, Outcome
-from modelway.strategies.least_load import provider_key
+from modelway.strategies.base import NO_LOAD, BaseStrategy, FixedView, Outcome
 
 if TYPE_CHECKING:
-    from modelway.config.schema import HashOn as HashOnT
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
     from modelway.simulate.workload import Workload
 
 ORACLE = "oracle"
@@ -44,21 +42,6 @@ class SpeedChange:
     at: float  # seconds of virtual time
     backend: str
     speed: float
-
-
-@dataclass(slots=True)
-class SimContext:
-    """The part of a request's context that strategies read."""
-
-    metrics: Mapping[str, float]
-    session: str | None = None
-    stream: bool = True
-
-    def load_metrics(self) -> Mapping[str, float]:
-        return self.metrics
-
-    def hash_key(self, hash_on: HashOnT) -> str | None:
-        return self.session
 
 
 @dataclass
@@ -117,7 +100,6 @@ def simulate(
     for i, route in enumerate(runtime.models.values()):
         chooser = route.strategy
         if isinstance(chooser, BaseStrategy):
-            chooser.clock = lambda: now
             chooser.rng.seed(f"{seed}:{strategy}:{i}")
 
     heap: list[tuple[float, int, int, Any]] = []
@@ -128,7 +110,7 @@ def simulate(
         heapq.heappush(heap, (request.arrival, ARRIVE, next(seq), request))
     heapq.heappush(heap, (0.0, REFRESH, next(seq), None))
 
-    ctx = SimContext({})
+    load: Mapping[str, float] = NO_LOAD
     pending = len(workload.requests)
     jobs: list[Job] = []
     rejected = 0
@@ -148,8 +130,8 @@ def simulate(
             if strategy == ORACLE:
                 deployment = min(candidates, key=lambda d: backends[d.provider.name].expected_ttft(item, now))
             else:
-                ctx.session = item.session
-                deployment = route.strategy.choose(cast("RequestContext", ctx), candidates)
+                view = FixedView(stream=True, now=now, load=load, key=item.session)
+                deployment = route.strategy.choose(view, candidates)
             deployment.stats.inflight += 1
             backend = backends[deployment.provider.name]
             job = Job(item, backend, deployment, route, now)
@@ -159,10 +141,10 @@ def simulate(
         elif kind == DONE:
             job = item
             pending -= 1
-            deployment = cast("Deployment", job.deployment)
+            deployment = job.deployment
             deployment.stats.inflight -= 1
             if strategy != ORACLE:
-                cast(ModelRoute, job.route).strategy.observe(
+                job.route.strategy.observe(
                     Outcome(
                         deployment,
                         True,
@@ -171,13 +153,14 @@ def simulate(
                         job.done - job.arrival,
                         job.first_token - job.arrival,
                         True,
+                        now,
                     )
                 )
             started = job.backend.finish(job, now)
             if started is not None:
                 finish_at(started)
         elif kind == REFRESH:
-            ctx.metrics = {
+            load = {
                 provider_key(b.name): load_score(len(b.queue), b.busy, b.busy / b.spec.slots)
                 for b in backends.values()
             }

@@ -1,7 +1,7 @@
 """Join the shortest expected delay: the deployment where a new request is expected to
 see its first token soonest, counting the queue it would join.
 
-For each candidate d, with n = d.stats.inflight (this instance's requests at d):
+For each candidate d, with n = view.inflight(d) (this instance's requests at d):
 
     expected_d = prefill_d + max(0, n + 1 - slots_d) * service_d / slots_d
 
@@ -25,14 +25,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from modelway.loadmetrics.score import unpack_score
+from modelway.loadmetrics.score import provider_key, unpack_score
 from modelway.strategies.base import BaseStrategy, Outcome
-from modelway.strategies.least_load import provider_key
 
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 PREFILL_ALPHA = 0.05
 SERVICE_ALPHA = 0.01  # request durations are heavy-tailed: average over ~100 of them
@@ -48,24 +47,24 @@ class ExpectedDelay(BaseStrategy):
         self.slots: dict[int, int] = {}
         self.seen_at: dict[int, float] = {}
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
-        self._learn_slots(ctx.load_metrics(), candidates)
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        self._learn_slots(view.load, candidates)
         if len(candidates) == 1:
             return candidates[0]
-        now = self.clock()
+        now = view.now
         for deployment in candidates:
             seen = self.seen_at.get(deployment.index)
-            if seen is not None and now - seen > STALE_AFTER_S and deployment.stats.inflight == 0:
+            if seen is not None and now - seen > STALE_AFTER_S and view.inflight(deployment) == 0:
                 self.seen_at[deployment.index] = now  # one probe per STALE_AFTER_S
                 return deployment
         if all(d.index in self.service and d.index in self.slots for d in candidates):
-            return min(candidates, key=self.expected_delay)
-        return min(candidates, key=lambda d: ((d.stats.inflight + 1) / d.weight, -d.weight))
+            return min(candidates, key=lambda d: self.expected_delay(d, view.inflight(d)))
+        return min(candidates, key=lambda d: ((view.inflight(d) + 1) / d.weight, -d.weight))
 
-    def expected_delay(self, deployment: Deployment) -> tuple[float, float]:
+    def expected_delay(self, deployment: Deployment, inflight: int) -> tuple[float, float]:
         i = deployment.index
         slots = self.slots[i]
-        after = deployment.stats.inflight + 1
+        after = inflight + 1
         queued = max(0, after - slots)
         return self.prefill[i] + queued * self.service[i] / slots, after / slots
 
@@ -93,4 +92,4 @@ class ExpectedDelay(BaseStrategy):
         held = outcome.duration_s - first + prefill
         service = self.service.get(i)
         self.service[i] = held if service is None else service + SERVICE_ALPHA * (held - service)
-        self.seen_at[i] = self.clock()
+        self.seen_at[i] = outcome.at

@@ -19,7 +19,7 @@ from modelway.strategies.weighted_round_robin import SmoothWeighted
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 ALPHA = 0.3
 EXPLORE_RATE = 0.05
@@ -34,19 +34,19 @@ class Latency(BaseStrategy):
         self._ewma: dict[tuple[int, bool], float] = {}  # (deployment index, stream) -> seconds
         self._fresh_until: dict[tuple[int, bool], float] = {}  # measured or probed until then
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         if len(candidates) == 1:
             return candidates[0]
-        stream = bool(getattr(ctx, "stream", False))
-        now = self.clock()
+        stream = view.stream
+        now = view.now
         stale = [d for d in candidates if self._fresh_until.get((d.index, stream), -1.0) < now]
         if stale:
-            probe = self._wrr.pick(stale)
+            probe = self._wrr.pick(stale, now)
             self._fresh_until[(probe.index, stream)] = now + STALE_AFTER_S
             return probe
         measured = [d for d in candidates if (d.index, stream) in self._ewma]
         if not measured:  # only probes in flight so far
-            return self._wrr.pick(candidates)
+            return self._wrr.pick(candidates, now)
         best = min(measured, key=lambda d: self._ewma[(d.index, stream)])
         if self.rng.random() < EXPLORE_RATE:
             return self.rng.choice([d for d in candidates if d is not best])
@@ -61,4 +61,4 @@ class Latency(BaseStrategy):
         previous = self._ewma.get(key)
         value = sample if previous is None else ALPHA * sample + (1 - ALPHA) * previous
         self._ewma[key] = value
-        self._fresh_until[key] = self.clock() + STALE_AFTER_S
+        self._fresh_until[key] = outcome.at + STALE_AFTER_S

@@ -67,10 +67,10 @@ def test_response_events_parse_sse() -> None:
 def test_executor_sse_and_headers() -> None:
     from modelway.proxy.executor import plugin_headers, sse_event
 
-    assert sse_event({"a": 1}, anthropic=False) == b'data: {"a":1}\n\n'
-    assert sse_event({"type": "ping"}, anthropic=True) == b'event: ping\ndata: {"type":"ping"}\n\n'
+    assert sse_event({"a": 1}, "openai") == b'data: {"a":1}\n\n'
+    assert sse_event({"type": "ping"}, "anthropic") == b'event: ping\ndata: {"type":"ping"}\n\n'
     with pytest.raises(TypeError):
-        sse_event("text", anthropic=False)
+        sse_event("text", "openai")
     assert plugin_headers(None, b"application/json") == [(b"content-type", b"application/json")]
     assert plugin_headers(
         {"Content-Type": "text/plain", "X-A": "1", "Connection": "close", "x-bad": "a\r\nInjected: 1",

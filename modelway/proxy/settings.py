@@ -1,0 +1,34 @@
+"""What the attempt loop, the exchange and the relay take from the runtime: gathered once
+per Runtime, so that those stages get these few things and not the runtime itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from modelway.failover.policy import Failover
+    from modelway.metrics import Metrics
+    from modelway.routes import ModelRoute
+
+
+class LoadSource(Protocol):
+    def snapshot(self) -> Mapping[str, float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    failover: Failover
+    metrics: Metrics
+    models: Mapping[str, ModelRoute]  # the public models, for metric labels
+    max_attempts: int  # 1 + routing.retries
+    model_key: tuple[str, ...]  # model_mapping.key, split at its dots
+    selected_provider_header: bytes | None  # routing.selected_provider_header, lower-case
+    rewrite_response_model: bool  # server.response_model: requested
+    load: LoadSource | None  # the load-metrics source strategies read (View.load)
+
+    def metric_model(self, name: str) -> str:
+        """The model label of an answer modelway gave itself: names the client made up
+        (unknown models) would grow the metric series without bound, so they read ""."""
+        return name if name in self.models else ""
