@@ -12,24 +12,31 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
 from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamTimeout
 from modelway.providers.base import RESPONSE_SKIP, UpstreamResponse
 
-if TYPE_CHECKING:
-    from modelway.http1.pool import HostPool
-
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+
+
+class Pool(Protocol):
+    """What a connection needs of the pool it belongs to (pool.HostPool)."""
+
+    @property
+    def name(self) -> str:
+        """The provider's, for error messages."""
+
+    def release(self, connection: Connection, reuse: bool) -> None: ...
 
 
 class Connection(asyncio.Protocol):
     """The protocol object of one upstream socket."""
 
-    def __init__(self, pool: HostPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
