@@ -42,7 +42,7 @@ JOIN_LIMIT = 64 * 1024  # above this a body is written next to its head rather t
 BODY_HIGH_WATER = 64 * 1024  # request bytes buffered before reading pauses
 
 
-class Connection(Protocol):
+class ClientConnection(Protocol):
     """What a cycle needs of the client connection it runs on (server.ServerProtocol)."""
 
     loop: asyncio.AbstractEventLoop
@@ -99,7 +99,7 @@ class RequestCycle:
     # its task once done: a request's objects form no reference cycle and are freed by
     # reference counting at once, not left to the cyclic GC.
     def __init__(
-        self, protocol: Connection, method: str, http_version: str, keep_alive: bool, expect_continue: bool
+        self, protocol: ClientConnection, method: str, http_version: str, keep_alive: bool, expect_continue: bool
     ) -> None:
         self.protocol = protocol
         self.method = method
