@@ -29,6 +29,7 @@ class Received:
 @dataclass
 class Behaviour:
     status: int = 200
+    failures: int | None = None  # answer `status` to this many requests only, then 200
     delay_before_headers_s: float = 0.0
     drop: bool = False  # close the connection without answering
     chunks: int = 5  # stream chunks before finish
@@ -132,6 +133,8 @@ class Upstream:
                 request.transport.abort()
                 return web.Response()
             status = behaviour.token_status.get(request.headers.get("Authorization", ""), behaviour.status)
+            if behaviour.failures is not None:
+                status = status if len(self.received) <= behaviour.failures else 200
             if status != 200:
                 headers = dict(behaviour.extra_headers)
                 if behaviour.retry_after:
