@@ -163,7 +163,8 @@ class AttemptLoop:
         if isinstance(result, UpstreamError):
             record.error = result.kind
             metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
-            self.failover.error(deployment, result.kind)
+            if not result.local:
+                self.failover.error(deployment, result.kind)
             if result.kind not in self.failover.retry_on:
                 self.stop = True
             return None
