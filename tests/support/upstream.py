@@ -41,6 +41,7 @@ class Behaviour:
     token_status: dict[str, int] = field(default_factory=dict)  # Authorization value → status
     body_bytes: int = 0  # non-stream: a JSON answer of this many bytes, sent a MiB at a time
     line_bytes: int = 0  # stream: after the first chunk, a `data:` line this long that never ends
+    raw_stream: list[bytes] | None = None  # stream: these bytes as they are, one write each, then the end
 
 
 class Upstream:
@@ -217,6 +218,11 @@ class Upstream:
     async def _stream(self, request: web.Request, model: Any, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-upstream": self.name})
         await response.prepare(request)
+        if behaviour.raw_stream is not None:
+            for piece in behaviour.raw_stream:
+                await response.write(piece)
+            await response.write_eof()
+            return response
         for i in range(behaviour.chunks):
             if behaviour.break_after is not None and i == behaviour.break_after:
                 assert request.transport is not None
