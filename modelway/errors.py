@@ -16,8 +16,10 @@
     │   └── GatewayTimeout          504
     └── UpstreamError               one attempt failed; the attempt loop decides what follows
         ├── UpstreamConnectError    refused, reset or unreachable before a response
+        │   └── UpstreamPoolFull    no connection free within connect_timeout (max_connections)
         ├── UpstreamTimeout         no response (or no next chunk) within timeout_ms
-        └── UpstreamBrokenStream    the response started and then broke
+        ├── UpstreamBrokenStream    the response started and then broke
+        └── UpstreamTooLarge        a non-stream answer over the provider's max_response_bytes
 
 Lower-layer errors become UpstreamError subclasses at two boundaries, one per client:
 socket, TLS and HTTP-parse errors of the forwarding client inside `modelway.http1`, and
@@ -138,6 +140,7 @@ class UpstreamError(ModelwayError):
     """One upstream attempt failed. `kind` is the retry_on class it belongs to."""
 
     kind = "error"
+    local = False  # the gateway's own limit, not the upstream's failure: not held against its health
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -148,9 +151,21 @@ class UpstreamConnectError(UpstreamError):
     kind = "connect_error"
 
 
+class UpstreamPoolFull(UpstreamConnectError):
+    """Retried as a connect_error, but the deployment is busy, not failing."""
+
+    local = True
+
+
 class UpstreamTimeout(UpstreamError):
     kind = "timeout"
 
 
 class UpstreamBrokenStream(UpstreamError):
     kind = "broken_stream"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """Never retried (not a retry_on class) and not held against the deployment's health."""
+
+    kind = "response_too_large"

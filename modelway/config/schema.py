@@ -134,6 +134,8 @@ class ProviderConfig(Strict):
     keepalive: bool = True
     keepalive_pool: int = Field(32, ge=0)
     keepalive_timeout_ms: int = Field(60000, ge=1)
+    max_connections: int | None = Field(1024, ge=1)  # open at once, idle included; null: no cap
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)  # a non-stream answer, read whole
     ssl_verify: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
     simulate: SimulationConfig | None = None

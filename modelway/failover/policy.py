@@ -35,6 +35,10 @@ class Failover:
         if kind in self.retry_on or kind == BROKEN_STREAM:
             self.health.failure(deployment.health, time.monotonic() if now is None else now)
 
+    def recovered(self, deployment: Deployment) -> None:
+        """A probe sent while every deployment was cooling got an answer: this one is back."""
+        self.health.recovered(deployment.health, time.monotonic())
+
     def status(
         self,
         deployment: Deployment,
@@ -59,7 +63,7 @@ class Failover:
             pool.cool(credential, now + (retry_after if retry_after is not None else self.cooldown_s))
             return True
         if retry_after is not None:
-            self.health.cool(deployment.health, now + retry_after)
+            self.health.hold(deployment.health, now + retry_after)
         if status in self.retry_on:
             self.health.failure(deployment.health, now)
         return False

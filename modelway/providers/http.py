@@ -67,6 +67,8 @@ class HttpProvider(Provider):
             keepalive_timeout_s=config.keepalive_timeout_ms / 1000,
             connect_timeout_s=config.connect_timeout_ms / 1000,
             ssl_verify=config.ssl_verify,
+            max_connections=config.max_connections,
+            max_response_bytes=config.max_response_bytes,
         )
         # What every request here carries after its own headers, per credential: static
         # headers and auth, already encoded; and the names they override.
