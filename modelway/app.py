@@ -14,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelway.asgi import Receive, Send
 from modelway.config import load_config
 from modelway.deployment import usable
-from modelway.errors import GatewayError, MethodNotAllowed, NotFound
+from modelway.errors import GatewayError, MethodNotAllowed, clip
 from modelway.exposition import build_registry
 from modelway.proxy import pipeline
+from modelway.proxy.body import BodyDeadline
 from modelway.proxy.dialect import dialect_of
 from modelway.proxy.responses import send_bytes, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
@@ -24,6 +25,8 @@ from modelway.runtime import Runtime, RuntimeRef
 log = logging.getLogger("modelway")
 
 GC_THRESHOLD = 50_000
+ALLOW_POST = {"Allow": "POST"}
+ALLOW_GET = {"Allow": "GET, HEAD"}
 
 Handler = Callable[[Runtime, dict[str, Any], Send], Awaitable[None]]
 
@@ -100,10 +103,10 @@ class Gateway:
             return
         try:
             handler = GET_ROUTES.get(path)
-            if handler is None:
-                raise NotFound(f"no route for {method} {path}", code="unknown_path")
+            if handler is None:  # any other path is routed by POST (SPEC section 3)
+                raise MethodNotAllowed(f"{clip(path)} accepts POST, not {method}", headers=ALLOW_POST)
             if method not in ("GET", "HEAD"):
-                raise MethodNotAllowed(f"{path} accepts GET, not {method}")
+                raise MethodNotAllowed(f"{path} accepts GET and HEAD, not {method}", headers=ALLOW_GET)
             await handler(runtime, scope, send)
         except GatewayError as exc:
             await send_error(send, exc, dialect_of(path))
@@ -140,6 +143,10 @@ def create_app(runtime: Runtime) -> Gateway:
     return Gateway(RuntimeRef(runtime))
 
 
-def app_from_env() -> Gateway:
+def app_from_env() -> Gateway | BodyDeadline:
     """uvicorn's factory: each worker process builds its own app from MODELWAY_CONFIG."""
-    return create_app(Runtime(load_config(os.environ.get("MODELWAY_CONFIG") or None)))
+    runtime = Runtime(load_config(os.environ.get("MODELWAY_CONFIG") or None))
+    app = create_app(runtime)
+    if os.environ.get("MODELWAY_HTTP") == "uvicorn":  # its protocol waits for a body for ever
+        return BodyDeadline(app, runtime.config.server.body_timeout_s)
+    return app

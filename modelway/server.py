@@ -4,6 +4,7 @@ protocol back: a fallback, and the baseline the benchmark compares against."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -12,6 +13,8 @@ import uvicorn
 
 from modelway.config import load_config
 from modelway.config.pending import not_yet_enforced
+from modelway.config.schema import ServerConfig
+from modelway.http1.limits import Limits
 from modelway.http1.server import ServerProtocol
 
 log = logging.getLogger("modelway")
@@ -33,7 +36,7 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
         port=port or config.server.port,
         workers=workers,
         loop="uvloop",
-        http=http_protocol(),
+        http=http_protocol(config.server),
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -43,10 +46,17 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
     )
 
 
-def http_protocol() -> Any:
+def http_protocol(server: ServerConfig) -> Any:
+    """The protocol class uvicorn builds for each connection; modelway's gets the `server:`
+    limits bound to it (a partial: uvicorn's workers receive it pickled, with the config)."""
     choice = os.environ.get("MODELWAY_HTTP", "modelway")
     if choice == "uvicorn":
         return "httptools"
     if choice != "modelway":
         raise SystemExit(f"MODELWAY_HTTP must be 'modelway' or 'uvicorn', not {choice!r}")
-    return ServerProtocol
+    limits = Limits(
+        max_header_bytes=server.max_header_bytes,
+        max_headers=server.max_headers,
+        body_timeout_s=server.body_timeout_s,
+    )
+    return functools.partial(ServerProtocol, limits=limits)

@@ -93,9 +93,12 @@ class AttemptLoop:
         self.stop = False  # a failure that must not be retried
         self.stale: AttemptRecord | None = None  # failed on a stale connection: to re-send on a fresh one
 
-    def pick(self, hedge: bool = False) -> AttemptRecord | None:
+    def pick(self, hedge: bool = False, probe: bool = False) -> AttemptRecord | None:
         now = time.monotonic()
-        picked = self.chain.next(RequestView(self.request, self.settings.load, now), self.tried, self.rekey)
+        if probe:
+            picked = self.chain.probe(now)
+        else:
+            picked = self.chain.next(RequestView(self.request, self.settings.load, now), self.tried, self.rekey)
         if picked is None:
             return None
         route, deployment = picked
@@ -141,7 +144,7 @@ class AttemptLoop:
         """Exchanges as tasks, so that a hedge can race the first one."""
         picked = self.pick()
         if picked is None:
-            raise self.unavailable()
+            return await self.run_probe()
         self.launch(picked)
         try:
             while self.pending:
@@ -171,7 +174,7 @@ class AttemptLoop:
         """Without hedging, one exchange at a time, awaited in this task: no task per attempt."""
         record = self.pick()
         if record is None:
-            raise self.unavailable()
+            return await self.run_probe()
         while True:
             try:
                 answer = self.settle(record, await exchange(self.request, self.model, record, self.settings))
@@ -181,6 +184,35 @@ class AttemptLoop:
                 return self.won(answer, ())
             if (record := self.next_attempt()) is None:
                 return self.lost()
+
+    async def run_probe(self) -> Answer:
+        """Nothing is usable. If cooldowns are what keeps every deployment out, this request
+        probes the one that recovers first, alone: one attempt (re-sent only after a stale
+        keep-alive connection), no retry, no hedge. An answer that is not a failure ends
+        its cooldown; requests arriving meanwhile get the 503 of `unavailable()`."""
+        record = self.pick(probe=True)
+        if record is None:
+            raise self.unavailable()
+        health = record.deployment.health
+        health.probing = True
+        try:
+            while True:
+                result: Answer | UpstreamError
+                try:
+                    result = await exchange(self.request, self.model, record, self.settings)
+                except UpstreamError as exc:
+                    result = exc
+                answer = self.settle(record, result)
+                # The one retry a probe gets: its re-send after a stale keep-alive connection.
+                if answer is not None or self.stale is None or (resent := self.next_attempt()) is None:
+                    break
+                record = resent
+        finally:
+            health.probing = False
+        if answer is None:
+            return self.lost()
+        self.failover.recovered(record.deployment)
+        return self.won(answer, ())
 
     def maybe_hedge(self) -> None:
         self.hedge_s = None  # one hedge per request
@@ -200,7 +232,8 @@ class AttemptLoop:
                 record.stale = True
                 self.stale = record
                 return None
-            self.failover.error(deployment, result.kind)
+            if not result.local:
+                self.failover.error(deployment, result.kind)
             if result.kind not in self.failover.retry_on:
                 self.stop = True
             return None
@@ -236,6 +269,15 @@ class AttemptLoop:
 
     def unavailable(self) -> Exception:
         headers = {"x-modelway-attempts": "0"}
+        if self.chain.probing():
+            # Its answer is due soon and, if good, ends the cooldown: come back then, not
+            # when the cooldown would have run out.
+            headers["Retry-After"] = "1"
+            return NoHealthyDeployment(
+                f"every deployment of model {self.route.name!r} is cooling down and a probe request is"
+                " testing one; retry in 1 s",
+                headers=headers,
+            )
         wait = self.chain.soonest_recovery(time.monotonic())
         if wait is not None:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))

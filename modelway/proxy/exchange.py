@@ -4,6 +4,7 @@ non-stream body). Nothing has reached the client yet, so any failure here is ret
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import orjson
 from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamStaleConnection
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest
-from modelway.proxy.body import set_model
+from modelway.proxy.splice import Unspliceable, nested, with_model
 from modelway.strategies.base import Outcome
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
     from modelway.routes import ModelRoute
+
+log = logging.getLogger("modelway")
 
 
 @dataclass(slots=True)
@@ -85,12 +88,17 @@ class Answer:
 
 
 def upstream_body(request: Incoming, model: str, deployment: Deployment, model_key: tuple[str, ...]) -> bytes:
+    """The client's bytes, with the deployment's model and options set in place (proxy/splice.py):
+    numbers and everything else reach the provider as the client wrote them."""
     target = deployment.upstream_model or model
     options = deployment.options
     if not options and target == request.original_model:
         return request.raw_body  # nothing to change: the client's bytes go out as they came
-    payload = {**request.payload, **options} if options else request.payload
-    return orjson.dumps(set_model(payload, model_key, target))
+    try:
+        return with_model(request.raw_body, request.payload, model_key, target, options)
+    except Unspliceable as exc:  # not expected of a body orjson has read: re-encoding is right, if not exact
+        log.warning("request body re-encoded, as it could not be edited in place: %s", exc)
+        return orjson.dumps(nested({**request.payload, **options} if options else request.payload, model_key, target))
 
 
 async def exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
@@ -104,7 +112,6 @@ async def exchange(request: Incoming, model: str, record: AttemptRecord, setting
     outgoing = UpstreamRequest(
         path=request.upstream_path,
         client_path=request.path,
-        query=request.query_string,
         headers=headers,
         body=upstream_body(request, model, deployment, settings.model_key),
         stream=request.stream,

@@ -1,8 +1,8 @@
 """The first stage: one client request read, checked and parsed into an `Incoming`, the
 value every later stage reads and none changes.
 
-    check path → read body (size limit) → check content type → parse JSON → check fields
-    → identify client → read the model name
+    check path (paths.py) → read body (size limit) → check content type → parse JSON
+    → check fields → identify client → read the model name
 
 Each failure is a GatewayError (400/401/413) that says what is wrong and where.
 """
@@ -14,10 +14,10 @@ from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
-from modelway.errors import BadRequest
-from modelway.providers.base import HOP_BY_HOP
 from modelway.proxy.body import check_content_type, check_fields, parse_json_object, read_body, read_model
 from modelway.proxy.dialect import Dialect, dialect_of
+from modelway.proxy.forwarding import forwardable
+from modelway.proxy.paths import forward_path, relative
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -28,16 +28,6 @@ if TYPE_CHECKING:
 
 REENTRY = "modelway.reentry"  # ASGI scope key of an executor's in-process call; HTTP clients cannot set scope keys
 NO_SKIP: frozenset[str] = frozenset()
-
-# Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
-# and ones modelway sets itself.
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"authorization",
-    b"x-api-key",
-    b"accept-encoding",
-    b"content-type",
-    b"expect",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +45,14 @@ class Incoming:
     """One parsed client request. Immutable: every field is Final, so mypy refuses a write
     anywhere (not `frozen=True`, whose __init__ would cost ~0.7 µs on every request)."""
 
-    path: Final[str]  # as the client sent it, e.g. "/v1/chat/completions"
-    upstream_path: Final[str]  # relative to a provider's base_url, e.g. "chat/completions"
+    path: Final[str]  # as the client sent it (decoded once), e.g. "/v1/chat/completions"
+    upstream_path: Final[str]  # checked, relative to a provider's base_url, percent-encoded (proxy/paths.py)
     dialect: Final[Dialect]  # the API the client speaks: decides the shape of errors and events
-    query_string: Final[str]
+    query_string: Final[str]  # for routers and hash keys; never sent upstream (SPEC section 5)
     payload: Final[dict[str, Any]]  # the parsed body; no stage changes it (set_model copies)
     raw_body: Final[bytes]
     raw_headers: Final[Mapping[bytes, bytes]]  # every client header, lower-case names (the last of repeated ones)
-    forward_headers: Final[Sequence[tuple[bytes, bytes]]]  # the raw pairs fit to send upstream
+    forward_headers: Final[Sequence[tuple[bytes, bytes]]]  # the raw pairs fit to send upstream (proxy/forwarding.py)
     stream: Final[bool]
     original_model: Final[str | None]  # as the client named it at model_mapping.key; None: not named
     client: Final[ClientIdentity | None]  # None on a gateway without client keys
@@ -104,8 +94,7 @@ async def parse(
 ) -> Incoming:
     """Read and check one request. `model_key` is model_mapping.key, split at its dots."""
     path: str = scope["path"]
-    if "/." in path and has_dot_segment(path):
-        raise BadRequest(f"path {path[:100]!r} has a '.' or '..' segment", code="invalid_path")
+    forwarded = forward_path(path, scope.get("raw_path"))
     raw_headers: dict[bytes, bytes] = dict(scope["headers"])
     length = raw_headers.get(b"content-length")
     body = await read_body(receive, length.decode("latin-1") if length is not None else None, max_body_bytes)
@@ -128,13 +117,13 @@ async def parse(
     query: bytes = scope.get("query_string", b"")
     return Incoming(
         path,
-        upstream_path(path),
+        relative(forwarded),
         dialect_of(path),
         query.decode("latin-1"),
         payload,
         body,
         raw_headers,
-        forwardable(scope["headers"]),
+        forwardable(scope["headers"], raw_headers),
         stream,
         read_model(payload, model_key),
         client,
@@ -142,19 +131,3 @@ async def parse(
         skip,
     )
 
-
-def forwardable(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's header pairs fit to send upstream, kept as bytes, since they go out as bytes."""
-    return [pair for pair in raw if pair[0] not in NOT_FORWARDED and not pair[0].startswith(b"x-modelway-")]
-
-
-def upstream_path(path: str) -> str:
-    """The path relative to a provider's base_url: "/v1/chat/completions" → "chat/completions"."""
-    if path.startswith("/v1/"):
-        return path[4:]
-    return path.lstrip("/")
-
-
-def has_dot_segment(path: str) -> bool:
-    """"/v1/../admin" would leave the provider's base_url once joined to it."""
-    return any(segment in (".", "..") for segment in path.split("/"))

@@ -34,6 +34,7 @@ from modelway.proxy.incoming import parse
 from modelway.proxy.relay import relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
+from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
     from modelway.asgi import Receive, Scope, Send
@@ -59,6 +60,9 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
     except GatewayError as exc:
         await refuse(settings, send, exc, dialect_of(scope["path"]), "")
         return
+    except Exception as exc:
+        await answer_unexpected(settings, "", exc, send, dialect_of(scope["path"]))
+        return
     model = ""
     try:
         model = requested_model(request, runtime.mapper, runtime.table.default_model)
@@ -67,6 +71,9 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         resolved = await resolve(request, model, runtime.table, routers, app)
     except GatewayError as exc:
         await refuse(settings, send, exc, request.dialect, model)
+        return
+    except Exception as exc:
+        await answer_unexpected(settings, model, exc, send, request.dialect)
         return
     target = resolved.target
     if isinstance(target, ExecutorCall):
@@ -88,6 +95,9 @@ async def proxy(
         answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
         await refuse(settings, send, exc, request.dialect, model, headers)
+        return
+    except Exception as exc:
+        await answer_unexpected(settings, model, exc, send, request.dialect, headers)
         return
     await relay(settings, request, model, headers, answer, send)
 

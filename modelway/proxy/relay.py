@@ -12,6 +12,7 @@ from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, Up
 from modelway.failover.policy import BROKEN_STREAM
 from modelway.proxy.responses import send_bytes, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
+from modelway.proxy.unexpected import internal_error, log_unexpected
 from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usage
 
 if TYPE_CHECKING:
@@ -103,6 +104,13 @@ async def relay(
                     code="stream_broken")
         await send({"type": "http.response.body", "body": sse_error_event(error, request.dialect), "more_body": False})
         record(metrics, model, answer, "stream_broken", None)
+        return
+    except Exception as exc:  # a bug: the stream ends as a broken one does, counted as a 500
+        log_unexpected(exc)
+        answer.finish(ok=False, error="internal_error")
+        await send({"type": "http.response.body", "body": sse_error_event(internal_error(exc), request.dialect),
+                    "more_body": False})
+        record(metrics, model, answer, 500, None)
         return
     finally:
         if not answer.finished:

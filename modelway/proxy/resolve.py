@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from modelway.errors import BadRequest, NotFound
+from modelway.errors import BadRequest, NotFound, clip
 from modelway.proxy.auth import authorize
 from modelway.proxy.decide import RouteTrace, route_summary, run_routers, wants_debug
 from modelway.proxy.executor import ExecutorCall
@@ -68,7 +68,7 @@ async def resolve(
         if route is not None:
             trace.decision.update(route_summary(route))
     if route is None:
-        error = NotFound(f"model {model!r} does not exist", param="model")
+        error = NotFound(f"model {clip(model)!r} does not exist", param="model")
         if trace is not None:
             name, value = trace.header()
             error.headers[name.decode()] = value.decode()
