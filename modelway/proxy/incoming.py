@@ -4,7 +4,7 @@ value every later stage reads and none changes.
     check path (paths.py) → read body (size limit) → check content type → parse JSON
     → check fields → identify client → read the model name
 
-Each failure is a GatewayError (400/401/413) that says what is wrong and where.
+Each failure is a GatewayError (400/401/408/413) that says what is wrong and where.
 """
 
 from __future__ import annotations
@@ -58,10 +58,6 @@ class Incoming:
     client: Final[ClientIdentity | None]  # None on a gateway without client keys
     peer: Final[tuple[str, int] | None]  # the client's address
     skip: Final[frozenset[str]] = NO_SKIP  # routers a re-entered request must not run
-
-    def header(self, name: bytes) -> str | None:
-        value = self.raw_headers.get(name)
-        return None if value is None else value.decode("latin-1")
 
     def headers(self) -> dict[str, str]:
         """Every client header, decoded: built on each call, for the few readers that want all."""
