@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--config", required=True)
     models.add_argument("--discover", action="store_true", help="also ask each provider for its models")
 
+    commands.add_parser("schema", help="print the config file's JSON Schema (for editors and CI checks)")
+
     simulate = commands.add_parser(
         "simulate", help="replay a workload against simulated backends through the real strategies"
     )
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return check_config(args.config)
         if args.command == "simulate":
             return run_simulation(args)
+        if args.command == "schema":
+            return print_schema()
         return print_models(args.config, args.discover)
     except ConfigError as exc:
         print_config_errors(exc)
@@ -87,6 +91,15 @@ def print_models(path: str, discover: bool) -> int:
 
     config = load_config(path)
     print(asyncio.run(describe_models(config, discover)))
+    return 0
+
+
+def print_schema() -> int:
+    import orjson
+
+    from modelway.config.jsonschema import config_json_schema
+
+    sys.stdout.write(orjson.dumps(config_json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
