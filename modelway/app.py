@@ -11,11 +11,13 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from modelway import __version__
 from modelway.config import load_config
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
 from modelway.failover.chain import usable
 from modelway.metrics import build_registry
 from modelway.proxy import pipeline
+from modelway.proxy.auth import ClientIdentity
 from modelway.proxy.body import Receive
 from modelway.proxy.responses import Send, send_bytes, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
@@ -44,12 +46,25 @@ async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
         await send_json(send, 503, {"status": "not ready", "reason": reason})
 
 
-async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
-    if runtime.client_keys.enabled:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        client = runtime.client_keys.identify(headers.get("authorization"), headers.get("x-api-key"))
-    else:
-        client = None
+async def root(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    """Clients such as Claude Code probe `HEAD /` before their first request."""
+    await send_json(send, 200, {"name": "modelway", "version": __version__})
+
+
+def model_client(runtime: Runtime, scope: dict[str, Any]) -> ClientIdentity | None:
+    """The client key of a models request (401 when keys are enforced and it has none)."""
+    if not runtime.client_keys.enabled:
+        return None
+    headers = dict(scope["headers"])
+    authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
+    return runtime.client_keys.identify(
+        authorization.decode("latin-1") if authorization is not None else None,
+        api_key.decode("latin-1") if api_key is not None else None,
+    )
+
+
+async def model_entries(runtime: Runtime, client: ClientIdentity | None) -> list[dict[str, Any]]:
+    """Every public model, then every discovered one not already listed, as OpenAI model objects."""
     created = runtime.created
     data: list[dict[str, Any]] = [
         {"id": name, "object": "model", "created": created, "owned_by": "modelway"} for name in runtime.models
@@ -61,7 +76,32 @@ async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> No
             data.append(entry)
     if client is not None:
         data = [m for m in data if client.may_use(m["id"])]
+    return data
+
+
+async def list_models(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    data = await model_entries(runtime, model_client(runtime, scope))
     await send_json(send, 200, {"object": "list", "data": data})
+
+
+async def retrieve_model(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    """GET /v1/models/{id}: the one model object (the openai SDK's `models.retrieve`).
+    Model ids may hold slashes ("Qwen/Qwen2.5-7B"), so the id is the whole rest of the path."""
+    path: str = scope["path"]
+    model_id = path[len(MODELS_PREFIX_V1):] if path.startswith(MODELS_PREFIX_V1) else path[len(MODELS_PREFIX):]
+    for entry in await model_entries(runtime, model_client(runtime, scope)):
+        if entry["id"] == model_id:
+            await send_json(send, 200, entry)
+            return
+    raise NotFound(f"model {clip(model_id)!r} does not exist", param="model", code="model_not_found")
+
+
+def clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+MODELS_PREFIX_V1 = "/v1/models/"
+MODELS_PREFIX = "/models/"
 
 
 async def metrics(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
@@ -71,6 +111,7 @@ async def metrics(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 
 
 GET_ROUTES: dict[str, Handler] = {
+    "/": root,
     "/metrics": metrics,
     "/health": health,
     "/ready": ready,
@@ -99,6 +140,8 @@ class Gateway:
             return
         try:
             handler = GET_ROUTES.get(path)
+            if handler is None and path.startswith((MODELS_PREFIX_V1, MODELS_PREFIX)) and path[-1] != "/":
+                handler = retrieve_model
             if handler is None:
                 raise NotFound(f"no route for {method} {path}", code="unknown_path")
             if method not in ("GET", "HEAD"):
