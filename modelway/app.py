@@ -7,11 +7,13 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelway import __version__
+from modelway.adminauth import check_admin
 from modelway.config import load_config
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
 from modelway.failover.chain import usable
@@ -21,10 +23,27 @@ from modelway.proxy.auth import ClientIdentity
 from modelway.proxy.body import Receive
 from modelway.proxy.responses import Send, send_bytes, send_error, send_json
 from modelway.runtime import Runtime, RuntimeRef
+from modelway.status import status
 
 log = logging.getLogger("modelway")
 
 GC_THRESHOLD = 50_000
+NO_STORE = (b"cache-control", b"no-store")
+
+
+class StatusPage:
+    """The page's HTML, shipped in the package and read once."""
+
+    def __init__(self) -> None:
+        self.html: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.html is None:
+            self.html = resources.files("modelway").joinpath("status.html").read_bytes()
+        return self.html
+
+
+STATUS_PAGE = StatusPage()
 
 Handler = Callable[[Runtime, dict[str, Any], Send], Awaitable[None]]
 
@@ -104,6 +123,16 @@ MODELS_PREFIX_V1 = "/v1/models/"
 MODELS_PREFIX = "/models/"
 
 
+async def status_page(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    check_admin(runtime.config.auth.admin_key, dict(scope["headers"]).get(b"authorization"))
+    await send_bytes(send, 200, STATUS_PAGE.read(), [(b"content-type", b"text/html; charset=utf-8"), NO_STORE])
+
+
+async def status_json(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    check_admin(runtime.config.auth.admin_key, dict(scope["headers"]).get(b"authorization"))
+    await send_json(send, 200, status(runtime), [NO_STORE])
+
+
 async def metrics(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
     registry = build_registry(runtime.metrics, lambda: runtime)
     body = generate_latest(registry)
@@ -113,6 +142,9 @@ async def metrics(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 GET_ROUTES: dict[str, Handler] = {
     "/": root,
     "/metrics": metrics,
+    "/ui": status_page,
+    "/ui/": status_page,
+    "/ui/status.json": status_json,
     "/health": health,
     "/ready": ready,
     "/v1/models": list_models,

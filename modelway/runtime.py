@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from modelway.config.schema import Config, DeploymentConfig, ModelConfig
+from modelway.decisions import RecentDecisions
 from modelway.deployment import Deployment
 from modelway.discovery import Discovery
 from modelway.failover.budget import RetryBudget
@@ -90,6 +91,7 @@ class Runtime:
         self.metrics_source = build_source(config)  # started in start(): fills load_metrics
         self.routers = RouterChain.build(routing.routers)  # new instances on every build (reload)
         self.router_routes: dict[tuple[str, str | None], ModelRoute] = {}
+        self.decisions = RecentDecisions()  # for the status page
 
     def _build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]

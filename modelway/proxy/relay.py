@@ -35,9 +35,9 @@ def record(ctx: RequestContext, answer: Answer, status: int | str, usage: tuple[
     metrics = ctx.runtime.metrics
     deployment = answer.deployment
     model = ctx.requested_model
-    metrics.request(
-        model, deployment.provider.name, status, time.monotonic() - answer.started_at, answer.ttft_s
-    )
+    provider = deployment.provider.name
+    metrics.request(model, provider, status, time.monotonic() - answer.started_at, answer.ttft_s)
+    ctx.runtime.decisions.add(model, deployment.model_name, provider, status, answer.attempts)
     if usage is not None:
         metrics.usage(model, deployment, *usage)
 
