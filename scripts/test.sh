@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up and run the tests: system packages the tests need (redis-server),
+# Set everything up and run the tests: system packages the tests need (redis-server, chromium),
 # a virtualenv with modelway and its test extra, then ruff, mypy and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

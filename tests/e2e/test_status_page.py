@@ -65,7 +65,7 @@ def test_status_page_shows_the_fleet_and_moving_numbers(gateway: Gateway) -> Non
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
     for _ in range(12):
         client.chat.completions.create(model="chat-main", messages=[{"role": "user", "content": "hello there"}])
-    for chunk in client.chat.completions.create(
+    for _chunk in client.chat.completions.create(
         model="chat-main", stream=True, stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "stream please"}],
     ):
