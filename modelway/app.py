@@ -15,8 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelway import __version__
 from modelway.adminauth import check_admin
 from modelway.config import load_config
+from modelway.config.secrets import config_secrets
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
 from modelway.failover.chain import usable
+from modelway.logs import redact_secrets, setup_logging
 from modelway.metrics import build_registry
 from modelway.proxy import pipeline
 from modelway.proxy.auth import ClientIdentity
@@ -216,4 +218,7 @@ def create_app(runtime: Runtime) -> Gateway:
 
 def app_from_env() -> Gateway:
     """uvicorn's factory: each worker process builds its own app from MODELWAY_CONFIG."""
-    return create_app(Runtime(load_config(os.environ.get("MODELWAY_CONFIG") or None)))
+    setup_logging()  # a worker process: the main one's level and format, from the environment
+    config = load_config(os.environ.get("MODELWAY_CONFIG") or None)
+    redact_secrets(config_secrets(config))
+    return create_app(Runtime(config))

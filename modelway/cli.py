@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from modelway.errors import ConfigError
+from modelway.logs import FORMATS, LEVELS, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="listen address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port, 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", choices=LEVELS, help="debug | info (default) | warning | error "
+                       "(or MODELWAY_LOG_LEVEL)")
+    serve.add_argument("--log-format", choices=FORMATS, help="text (default) | json: one JSON object per line "
+                       "(or MODELWAY_LOG_FORMAT)")
 
     check = commands.add_parser("check", help="validate a config file")
     check.add_argument("--config", required=True)
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--json", help="also write the results as JSON to this path")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(getattr(args, "log_level", None), getattr(args, "log_format", None))
     try:
         if args.command == "serve":
             from modelway.server import run

@@ -12,13 +12,16 @@ import uvicorn
 
 from modelway.config import load_config
 from modelway.config.pending import not_yet_enforced
+from modelway.config.secrets import config_secrets
 from modelway.http1.server import ServerProtocol
+from modelway.logs import redact_secrets
 
 log = logging.getLogger("modelway")
 
 
 def run(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
     config = load_config(config_path)  # fail here, once, before any worker starts
+    redact_secrets(config_secrets(config))
     for warning in not_yet_enforced(config):
         log.warning("config: %s", warning)
     if config_path:
@@ -36,9 +39,10 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
         http=http_protocol(),
         lifespan="on",
         access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to modelway's handlers: one format, secrets redacted
         server_header=False,
         proxy_headers=False,  # X-Forwarded-* are forwarded upstream as they are, not trusted here
-        log_level="info",
+        log_level=os.environ.get("MODELWAY_LOG_LEVEL", "info"),
         timeout_graceful_shutdown=5,
     )
 
