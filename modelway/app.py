@@ -18,6 +18,7 @@ from modelway.config import load_config
 from modelway.config.secrets import config_secrets
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound
 from modelway.failover.chain import usable
+from modelway.http1.server import DRAINING
 from modelway.logs import redact_secrets, setup_logging
 from modelway.metrics import build_registry
 from modelway.proxy import pipeline
@@ -55,6 +56,11 @@ async def health(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 
 
 async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
+    state = scope.get("state")
+    drain = state.get(DRAINING) if state else None
+    if drain is not None and drain.started:
+        await send_json(send, 503, {"status": "not ready", "reason": "draining: the gateway is shutting down"})
+        return
     configured = sum(len(route.deployments) for route in runtime.models.values())
     healthy = runtime.healthy_deployments()
     if healthy or (not configured and runtime.discovery.enabled):

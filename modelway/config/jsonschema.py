@@ -31,6 +31,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "max_body_bytes": "Largest request body accepted; beyond it the answer is 413.",
         "response_model": "What 'model' clients see in answers: the upstream's name, or the name they requested.",
         "watch_config": "Reload when the config file changes.",
+        "drain_s": "On SIGTERM/SIGINT: how long requests and streams in flight may finish before the process exits.",
     },
     "StateConfig": {
         "backend": "memory (default, one process) or redis (shared by instances).",

@@ -40,6 +40,7 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
     response_model: Literal["upstream", "requested"] = "upstream"
     watch_config: bool = False
+    drain_s: int = Field(30, ge=0)
 
 
 class StateConfig(Strict):
