@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelway import __version__
+from modelway.admin import admin_config, admin_reload, admin_state
 from modelway.adminauth import check_admin
 from modelway.config import load_config
 from modelway.config.secrets import config_secrets
@@ -25,6 +26,7 @@ from modelway.proxy import pipeline
 from modelway.proxy.auth import ClientIdentity
 from modelway.proxy.body import Receive
 from modelway.proxy.responses import Send, send_bytes, send_error, send_json
+from modelway.reload import Reloader
 from modelway.runtime import Runtime, RuntimeRef
 from modelway.status import status
 
@@ -160,9 +162,18 @@ GET_ROUTES: dict[str, Handler] = {
 }
 
 
+ADMIN_ROUTES: dict[str, Handler] = {
+    "/admin/state": admin_state,
+    "/admin/config": admin_config,
+}
+RELOAD_PATH = "/admin/reload"
+LOCAL_PATHS = frozenset({*GET_ROUTES, *ADMIN_ROUTES, RELOAD_PATH})  # never proxied, whatever the method
+
+
 class Gateway:
-    def __init__(self, ref: RuntimeRef) -> None:
+    def __init__(self, ref: RuntimeRef, reloader: Reloader | None = None) -> None:
         self.ref = ref
+        self.reloader = reloader or Reloader(ref, None)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -175,17 +186,26 @@ class Gateway:
         runtime = self.ref.current
         method = scope["method"]
         path = scope["path"]
-        if method == "POST" and path not in GET_ROUTES:
-            await pipeline.handle(runtime, scope, receive, send)
+        if method == "POST" and path not in LOCAL_PATHS:
+            runtime.active += 1  # a runtime replaced by a reload closes once this is back to 0
+            try:
+                await pipeline.handle(runtime, scope, receive, send)
+            finally:
+                runtime.active -= 1
             return
         try:
-            handler = GET_ROUTES.get(path)
+            if path == RELOAD_PATH:
+                if method != "POST":
+                    raise MethodNotAllowed(f"{path} accepts POST, not {method}")
+                await admin_reload(runtime, scope, send, self.reloader)
+                return
+            handler = GET_ROUTES.get(path) or ADMIN_ROUTES.get(path)
             if handler is None and path.startswith((MODELS_PREFIX_V1, MODELS_PREFIX)) and path[-1] != "/":
                 handler = retrieve_model
             if handler is None:
-                raise NotFound(f"no route for {method} {path}", code="unknown_path")
+                raise NotFound(f"no route for {method} {clip(path)}", code="unknown_path")
             if method not in ("GET", "HEAD"):
-                raise MethodNotAllowed(f"{path} accepts GET, not {method}")
+                raise MethodNotAllowed(f"{clip(path)} accepts GET, not {method}")
             await handler(runtime, scope, send)
         except GatewayError as exc:
             await send_error(send, exc, pipeline.is_anthropic_path(path))
@@ -200,9 +220,12 @@ class Gateway:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.ref.current.config.server.watch_config:
+                    self.reloader.watch()
                 tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.reloader.close()
                 await self.ref.current.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -218,13 +241,15 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, gen1, gen2)
 
 
-def create_app(runtime: Runtime) -> Gateway:
-    return Gateway(RuntimeRef(runtime))
+def create_app(runtime: Runtime, config_path: str | None = None) -> Gateway:
+    ref = RuntimeRef(runtime)
+    return Gateway(ref, Reloader(ref, config_path))
 
 
 def app_from_env() -> Gateway:
     """uvicorn's factory: each worker process builds its own app from MODELWAY_CONFIG."""
     setup_logging()  # a worker process: the main one's level and format, from the environment
-    config = load_config(os.environ.get("MODELWAY_CONFIG") or None)
+    path = os.environ.get("MODELWAY_CONFIG") or None
+    config = load_config(path)
     redact_secrets(config_secrets(config))
-    return create_app(Runtime(config))
+    return create_app(Runtime(config), path)

@@ -109,3 +109,9 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
 def redact_secrets(secrets: frozenset[str]) -> None:
     """Set the secrets every handler of this process redacts (after each config load)."""
     REDACTION.secrets = sorted_secrets(secrets)
+
+
+def add_secrets(secrets: frozenset[str]) -> None:
+    """After a reload: the new config's secrets are redacted too, and the old ones still are
+    (requests in flight on the old config may log them)."""
+    REDACTION.secrets = sorted_secrets(frozenset(REDACTION.secrets) | secrets)

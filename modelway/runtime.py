@@ -6,6 +6,7 @@ flight finish on the one they started with.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ from modelway.strategies.base import BaseStrategy
 if TYPE_CHECKING:
     from modelway.strategies.base import Strategy
 
+RETIRE_PATIENCE_S = 3600.0  # the longest a replaced runtime waits for its last stream
+RETIRE_POLL_S = 0.25
 ROUTER_ROUTES_MAX = 1024  # cached (provider, target_model) routes of routers' deployment decisions
 
 
@@ -61,22 +64,37 @@ class ModelRoute:
 
 
 class Runtime:
-    def __init__(self, config: Config) -> None:
+    """Everything requests read, built from one config. `previous` is the runtime a reload
+    replaces: providers whose settings did not change are taken over with their connection
+    pools, key pools and health, as are the deployments' cooldowns (while the cooldown
+    settings are the same), the metrics and the recent decisions."""
+
+    def __init__(self, config: Config, previous: Runtime | None = None) -> None:
         self.config = config
-        self.created = int(time.time())
+        self.created: int = previous.created if previous is not None else int(time.time())
         self.mapper = ModelMapper(config.model_mapping)
         routing = config.routing
         self.failover = Failover(routing)
-        self.metrics = Metrics()
+        if previous is not None and previous.config.routing.cooldown == routing.cooldown:
+            self.failover.health = previous.failover.health
+        self.metrics: Metrics = previous.metrics if previous is not None else Metrics()
+        self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
         # Encoded once: it is added to every upstream request when configured.
         header = routing.selected_provider_header
         self.selected_provider_header = header.lower().encode("latin-1") if header else None
         self.rewrite_response_model = config.server.response_model == "requested"
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
-        self.providers: dict[str, Provider] = {
-            p.name: resolve(PROVIDER_KINDS, p.kind, "provider kind")(p) for p in config.providers
-        }
+        kept = previous.providers if previous is not None else {}
+        self.providers: dict[str, Provider] = {}
+        self.taken_over: set[str] = set()  # providers running already, in `previous`
+        for p in config.providers:
+            old = kept.get(p.name)
+            if old is not None and old.config == p:
+                self.providers[p.name] = old
+                self.taken_over.add(p.name)
+            else:
+                self.providers[p.name] = resolve(PROVIDER_KINDS, p.kind, "provider kind")(p)
         self._indexes = itertools.count()
         self.models: dict[str, ModelRoute] = {m.name: self._build_route(m) for m in config.models}
         for route in self.models.values():
@@ -91,7 +109,7 @@ class Runtime:
         self.metrics_source = build_source(config)  # started in start(): fills load_metrics
         self.routers = RouterChain.build(routing.routers)  # new instances on every build (reload)
         self.router_routes: dict[tuple[str, str | None], ModelRoute] = {}
-        self.decisions = RecentDecisions()  # for the status page
+        self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
 
     def _build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]
@@ -117,21 +135,33 @@ class Runtime:
         return deployment
 
     async def start(self) -> None:
-        for provider in self.providers.values():
-            await provider.start()
+        for name, provider in self.providers.items():
+            if name not in self.taken_over:
+                await provider.start()
         self.prober.start()
         if self.metrics_source is not None:
             await self.metrics_source.start()
             self.load_metrics = self.metrics_source
         await self.routers.start()
 
-    async def close(self) -> None:
+    async def close(self, successor: Runtime | None = None) -> None:
+        """Stop everything this runtime started; providers a successor took over stay open."""
         await self.routers.close()
         await self.prober.stop()
+        still_used = {id(p) for p in successor.providers.values()} if successor is not None else set()
         for provider in self.providers.values():
-            await provider.close()
+            if id(provider) not in still_used:
+                await provider.close()
         if self.metrics_source is not None:
             await self.metrics_source.close()
+
+    async def retire(self, successor: Runtime, patience_s: float = RETIRE_PATIENCE_S) -> None:
+        """After a reload: wait until the requests and streams still running on this
+        runtime have finished (for at most `patience_s`), then close it."""
+        deadline = time.monotonic() + patience_s
+        while self.active > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(RETIRE_POLL_S)
+        await self.close(successor)
 
     def metric_model(self, name: str) -> str:
         """The model label of an answer modelway gave itself: names the client made up

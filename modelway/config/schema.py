@@ -39,7 +39,7 @@ class ServerConfig(Strict):
     port: int = Field(4000, ge=1, le=65535)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
     response_model: Literal["upstream", "requested"] = "upstream"
-    watch_config: bool = False
+    watch_config: bool = True
     drain_s: int = Field(30, ge=0)
 
 
