@@ -11,7 +11,7 @@ from modelway.errors import ConfigError
 from modelway.logs import FORMATS, LEVELS, setup_logging
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelway", description="An OpenAI/Anthropic-compatible LLM gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     simulate.add_argument("--json", help="also write the results as JSON to this path")
 
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log_level", None), getattr(args, "log_format", None))
     try:
