@@ -17,14 +17,14 @@ from modelway.admin import admin_config, admin_reload, admin_state
 from modelway.adminauth import check_admin
 from modelway.config import load_config
 from modelway.config.secrets import config_secrets
-from modelway.errors import GatewayError, MethodNotAllowed, NotFound
+from modelway.errors import GatewayError, MethodNotAllowed, NotFound, clip
 from modelway.failover.chain import usable
 from modelway.http1.server import DRAINING
 from modelway.logs import redact_secrets, setup_logging
 from modelway.metrics import build_registry
 from modelway.proxy import pipeline
 from modelway.proxy.auth import ClientIdentity
-from modelway.proxy.body import Receive
+from modelway.proxy.body import BodyDeadline, Receive
 from modelway.proxy.responses import Send, send_bytes, send_error, send_json
 from modelway.reload import Reloader
 from modelway.runtime import Runtime, RuntimeRef
@@ -34,6 +34,8 @@ log = logging.getLogger("modelway")
 
 GC_THRESHOLD = 50_000
 NO_STORE = (b"cache-control", b"no-store")
+ALLOW_POST = {"Allow": "POST"}
+ALLOW_GET = {"Allow": "GET, HEAD"}
 
 
 class StatusPage:
@@ -125,10 +127,6 @@ async def retrieve_model(runtime: Runtime, scope: dict[str, Any], send: Send) ->
     raise NotFound(f"model {clip(model_id)!r} does not exist", param="model", code="model_not_found")
 
 
-def clip(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 MODELS_PREFIX_V1 = "/v1/models/"
 MODELS_PREFIX = "/models/"
 
@@ -196,16 +194,16 @@ class Gateway:
         try:
             if path == RELOAD_PATH:
                 if method != "POST":
-                    raise MethodNotAllowed(f"{path} accepts POST, not {method}")
+                    raise MethodNotAllowed(f"{path} accepts POST, not {method}", headers=ALLOW_POST)
                 await admin_reload(runtime, scope, send, self.reloader)
                 return
             handler = GET_ROUTES.get(path) or ADMIN_ROUTES.get(path)
             if handler is None and path.startswith((MODELS_PREFIX_V1, MODELS_PREFIX)) and path[-1] != "/":
                 handler = retrieve_model
-            if handler is None:
-                raise NotFound(f"no route for {method} {clip(path)}", code="unknown_path")
+            if handler is None:  # any other path is routed by POST (SPEC section 3)
+                raise MethodNotAllowed(f"{clip(path)} accepts POST, not {method}", headers=ALLOW_POST)
             if method not in ("GET", "HEAD"):
-                raise MethodNotAllowed(f"{clip(path)} accepts GET, not {method}")
+                raise MethodNotAllowed(f"{clip(path)} accepts GET and HEAD, not {method}", headers=ALLOW_GET)
             await handler(runtime, scope, send)
         except GatewayError as exc:
             await send_error(send, exc, pipeline.is_anthropic_path(path))
@@ -246,10 +244,13 @@ def create_app(runtime: Runtime, config_path: str | None = None) -> Gateway:
     return Gateway(ref, Reloader(ref, config_path))
 
 
-def app_from_env() -> Gateway:
+def app_from_env() -> Gateway | BodyDeadline:
     """uvicorn's factory: each worker process builds its own app from MODELWAY_CONFIG."""
     setup_logging()  # a worker process: the main one's level and format, from the environment
     path = os.environ.get("MODELWAY_CONFIG") or None
     config = load_config(path)
     redact_secrets(config_secrets(config))
-    return create_app(Runtime(config), path)
+    app = create_app(Runtime(config), path)
+    if os.environ.get("MODELWAY_HTTP") == "uvicorn":  # its protocol waits for a body for ever
+        return BodyDeadline(app, config.server.body_timeout_s)
+    return app

@@ -8,14 +8,18 @@
     │   ├── Forbidden               403
     │   ├── NotFound                404 (unknown model, unknown path)
     │   ├── MethodNotAllowed        405
+    │   ├── RequestTimeout          408 (the body did not arrive in time)
     │   ├── PayloadTooLarge         413
+    │   ├── InternalError           500 (a bug: the log has the traceback, the answer only its class)
     │   ├── AllAttemptsFailed       502 (message summarises each attempt)
     │   ├── NoHealthyDeployment     503
     │   └── GatewayTimeout          504
     └── UpstreamError               one attempt failed; the attempt loop decides what follows
         ├── UpstreamConnectError    refused, reset or unreachable before a response
+        │   └── UpstreamPoolFull    no connection free within connect_timeout (max_connections)
         ├── UpstreamTimeout         no response (or no next chunk) within timeout_ms
-        └── UpstreamBrokenStream    the response started and then broke
+        ├── UpstreamBrokenStream    the response started and then broke
+        └── UpstreamTooLarge        a non-stream answer over the provider's max_response_bytes
 
 Lower-layer errors become UpstreamError subclasses at two boundaries, one per client:
 socket, TLS and HTTP-parse errors of the forwarding client inside `modelway.http1`, and
@@ -23,6 +27,13 @@ aiohttp's errors (discovery, health probes) in `modelway.providers.http.map_clie
 """
 
 from __future__ import annotations
+
+CLIP = 100  # characters of a client's input echoed in an error message
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """A client's input shown in a message: at most `limit` characters, then "…"."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class ModelwayError(Exception):
@@ -89,10 +100,22 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "body_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "api_error"
+    code = "internal_error"
 
 
 class AllAttemptsFailed(GatewayError):
@@ -117,6 +140,7 @@ class UpstreamError(ModelwayError):
     """One upstream attempt failed. `kind` is the retry_on class it belongs to."""
 
     kind = "error"
+    local = False  # the gateway's own limit, not the upstream's failure: not held against its health
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -127,9 +151,21 @@ class UpstreamConnectError(UpstreamError):
     kind = "connect_error"
 
 
+class UpstreamPoolFull(UpstreamConnectError):
+    """Retried as a connect_error, but the deployment is busy, not failing."""
+
+    local = True
+
+
 class UpstreamTimeout(UpstreamError):
     kind = "timeout"
 
 
 class UpstreamBrokenStream(UpstreamError):
     kind = "broken_stream"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """Never retried (not a retry_on class) and not held against the deployment's health."""
+
+    kind = "response_too_large"

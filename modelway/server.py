@@ -4,6 +4,7 @@ protocol back: a fallback, and the baseline the benchmark compares against."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -16,7 +17,9 @@ from uvicorn.supervisors import Multiprocess
 
 from modelway.config import load_config
 from modelway.config.pending import not_yet_enforced
+from modelway.config.schema import ServerConfig
 from modelway.config.secrets import config_secrets
+from modelway.http1.limits import Limits
 from modelway.http1.server import ServerProtocol
 from modelway.logs import redact_secrets
 
@@ -42,7 +45,7 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
         port=port or config.server.port,
         workers=workers,
         loop="uvloop",
-        http=http_protocol(),
+        http=http_protocol(config.server),
         lifespan="on",
         access_log=False,
         log_config=None,  # uvicorn's loggers propagate to modelway's handlers: one format, secrets redacted
@@ -84,10 +87,17 @@ def drained(sig: int, frame: FrameType | None) -> None:
     log.info("drained after %s: exiting", signal.Signals(sig).name)
 
 
-def http_protocol() -> Any:
+def http_protocol(server: ServerConfig) -> Any:
+    """The protocol class uvicorn builds for each connection; modelway's gets the `server:`
+    limits bound to it (a partial: uvicorn's workers receive it pickled, with the config)."""
     choice = os.environ.get("MODELWAY_HTTP", "modelway")
     if choice == "uvicorn":
         return "httptools"
     if choice != "modelway":
         raise SystemExit(f"MODELWAY_HTTP must be 'modelway' or 'uvicorn', not {choice!r}")
-    return ServerProtocol
+    limits = Limits(
+        max_header_bytes=server.max_header_bytes,
+        max_headers=server.max_headers,
+        body_timeout_s=server.body_timeout_s,
+    )
+    return functools.partial(ServerProtocol, limits=limits)

@@ -32,6 +32,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "response_model": "What 'model' clients see in answers: the upstream's name, or the name they requested.",
         "watch_config": "Reload when the config file changes.",
         "drain_s": "On SIGTERM/SIGINT: how long requests and streams in flight may finish before the process exits.",
+        "max_header_bytes": "Request line and headers together; more gets 431 (a target over 8192 bytes: 414).",
+        "max_headers": "Header fields in a request; more gets 431.",
+        "body_timeout_s": "A request body not complete this long after its head gets 408 and the connection closed.",
     },
     "StateConfig": {
         "backend": "memory (default, one process) or redis (shared by instances).",
@@ -94,6 +97,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "keepalive_timeout_ms": "How long an idle upstream connection is kept.",
         "ssl_verify": "Verify the provider's TLS certificate.",
         "headers": "Extra static headers sent on every request.",
+        "max_connections": "Connections open to this provider at once, idle ones included; null: no cap.",
+        "max_response_bytes": "The largest non-stream answer taken from this provider; larger ones fail the attempt.",
         "simulate": "Behaviour of a simulated provider (kind: simulated).",
     },
     "DeploymentConfig": {
@@ -127,6 +132,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "failures": "Failures within window_s that put a deployment in cooldown.",
         "window_s": "Window over which failures are counted.",
         "cooldown_s": "How long a deployment cools down.",
+        "key_retry_s": "A pooled key answered 401/403 is tested again by one request after this long.",
+        "key_retry_max_s": "Each further 401/403 doubles the key's wait, up to this.",
     },
     "HealthCheckConfig": {
         "interval_s": "Active probes of each provider every this many seconds; 0 disables.",

@@ -41,6 +41,9 @@ class ServerConfig(Strict):
     response_model: Literal["upstream", "requested"] = "upstream"
     watch_config: bool = True
     drain_s: int = Field(30, ge=0)
+    max_header_bytes: int = Field(65536, ge=1024)  # request line + headers: 431 beyond
+    max_headers: int = Field(100, ge=1)  # 431 beyond
+    body_timeout_s: float = Field(30, gt=0)  # a body not complete this long after its head: 408
 
 
 class StateConfig(Strict):
@@ -132,6 +135,8 @@ class ProviderConfig(Strict):
     keepalive: bool = True
     keepalive_pool: int = Field(32, ge=0)
     keepalive_timeout_ms: int = Field(60000, ge=1)
+    max_connections: int | None = Field(1024, ge=1)  # open at once, idle included; null: no cap
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)  # a non-stream answer, read whole
     ssl_verify: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
     simulate: SimulationConfig | None = None
@@ -211,6 +216,8 @@ class CooldownConfig(Strict):
     failures: int = Field(3, ge=1)
     window_s: float = Field(60, gt=0)
     cooldown_s: float = Field(30, ge=0)
+    key_retry_s: float = Field(30, gt=0)  # a pooled key refused (401/403) is tested again after this
+    key_retry_max_s: float = Field(600, gt=0)  # ... doubling each time it is refused again, up to this
 
 
 class HealthCheckConfig(Strict):

@@ -3,10 +3,15 @@
 candidate: cooldown, active health, usable credentials, the concurrency cap, and
 "not tried yet" (or tried, but with another credential from its pool still unused).
 Deployments whose upstream reported a nearly used-up rate limit are offered only when
-nothing else of their priority is."""
+nothing else of their priority is.
+
+When nothing passes the filters, a cooldown alone still does not take the model out of
+service (SPEC 5, Envoy's panic routing): `probe()` offers the cooling deployment that
+recovers first to one request at a time, unless the upstream's own Retry-After holds it."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -65,6 +70,33 @@ class RouteChain:
         return any(
             self._eligible(d, tried, rekey, now) for route in self.routes for group in route.groups for d in group
         )
+
+    def probe(self, now: float) -> tuple[ModelRoute, Deployment] | None:
+        """The deployment a probe should go to, when nothing is usable: of those kept out by
+        their cooldown alone (not held by a Retry-After, provider passing its health checks,
+        a usable key, room under the concurrency cap), the one that recovers first. None
+        when there is none, or a probe to it is in flight already."""
+        best: tuple[ModelRoute, Deployment] | None = None
+        soonest = math.inf
+        for route in self.routes:
+            for deployment in route.deployments:
+                health = deployment.health
+                cap = deployment.max_concurrency
+                if (
+                    now < health.cooled_until < soonest
+                    and health.held_until <= now
+                    and deployment.provider.healthy
+                    and (cap is None or deployment.stats.inflight < cap)
+                    and deployment.provider.credentials.has_usable(now)
+                ):
+                    best, soonest = (route, deployment), health.cooled_until
+        if best is None or best[1].health.probing:
+            return None
+        return best
+
+    def probing(self) -> bool:
+        """A probe is in flight to a deployment of this chain."""
+        return any(d.health.probing for route in self.routes for d in route.deployments)
 
     def soonest_recovery(self, now: float) -> float | None:
         """Seconds until the first cooling deployment (or key) of the chain recovers."""

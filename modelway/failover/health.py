@@ -2,9 +2,13 @@
 
 A deployment that fails `cooldown.failures` times (failures of a retry_on class, or a
 stream that broke) within `window_s` is skipped for `cooldown_s`. An upstream Retry-After
-on 429/503 cools it for exactly that long. Cooling again extends and never shortens.
-When a cooldown ends, the deployment's weight ramps up over SLOW_START_S rather than
-taking a full share at once (nginx's slow_start idea).
+on 429/503 cools it for exactly that long, and holds it: no probe goes there before then.
+Cooling again extends and never shortens. When a cooldown ends, the deployment's weight
+ramps up over SLOW_START_S rather than taking a full share at once (nginx's slow_start idea).
+
+A cooldown is the gateway's guess; while every deployment of a model is cooling, one
+request at a time probes the one that recovers first (failover/chain.py), and a probe
+that succeeds ends its cooldown (`recovered`).
 
 The records live behind `HealthState`; this module's `MemoryHealth` keeps them in the
 process. Reads on the request path are plain attribute reads on the record.
@@ -30,6 +34,8 @@ class HealthRecord:
     failures: deque[float] = field(default_factory=deque)
     cooled_until: float = 0.0  # monotonic time; 0: never cooled
     ramp_until: float = 0.0  # slow start ends here
+    held_until: float = 0.0  # the upstream's own Retry-After: not even probed before this
+    probing: bool = False  # a probe request is in flight to this deployment
 
     def cooling(self, now: float) -> bool:
         return self.cooled_until > now
@@ -49,6 +55,10 @@ class HealthState(Protocol):
     def failure(self, record: HealthRecord, now: float) -> bool: ...
 
     def cool(self, record: HealthRecord, until: float) -> None: ...
+
+    def hold(self, record: HealthRecord, until: float) -> None: ...
+
+    def recovered(self, record: HealthRecord, now: float) -> None: ...
 
 
 class MemoryHealth:
@@ -81,6 +91,18 @@ class MemoryHealth:
         if until > record.cooled_until:
             record.cooled_until = until
             record.ramp_until = until + SLOW_START_S
+
+    def hold(self, record: HealthRecord, until: float) -> None:
+        """Cool until the time the upstream named, and send no probe before it."""
+        self.cool(record, until)
+        record.held_until = max(record.held_until, until)
+
+    def recovered(self, record: HealthRecord, now: float) -> None:
+        """A probe succeeded: the cooldown ends now, and slow start begins."""
+        if record.cooled_until > now:
+            record.cooled_until = now
+            record.ramp_until = now + SLOW_START_S
+        record.failures.clear()
 
 
 def parse_retry_after(value: str | None, now_wall: float | None = None) -> float | None:

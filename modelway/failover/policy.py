@@ -10,7 +10,7 @@ from modelway.deployment import Deployment
 from modelway.failover.health import HealthState, MemoryHealth, parse_retry_after
 from modelway.providers.credentials import Credential
 
-KEY_STATUSES = frozenset({401, 403})  # the key is bad: disable it
+KEY_STATUSES = frozenset({401, 403})  # the key was refused: disable it for a while
 # Always a failure of the deployment, though not a retry_on class (it is never retried).
 BROKEN_STREAM = "broken_stream"
 
@@ -27,11 +27,17 @@ class Failover:
         self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
         self.health: HealthState = MemoryHealth(routing.cooldown)
         self.cooldown_s = routing.cooldown.cooldown_s
+        self.key_retry_s = routing.cooldown.key_retry_s
+        self.key_retry_max_s = max(routing.cooldown.key_retry_max_s, self.key_retry_s)
 
     def error(self, deployment: Deployment, kind: str, now: float | None = None) -> None:
         """A connection error, timeout or broken stream on this deployment."""
         if kind in self.retry_on or kind == BROKEN_STREAM:
             self.health.failure(deployment.health, time.monotonic() if now is None else now)
+
+    def recovered(self, deployment: Deployment) -> None:
+        """A probe sent while every deployment was cooling got an answer: this one is back."""
+        self.health.recovered(deployment.health, time.monotonic())
 
     def status(
         self,
@@ -43,19 +49,21 @@ class Failover:
     ) -> bool:
         """Record an upstream answer's status. True when another credential of the same
         deployment may be tried (the failure was the key's, not the deployment's)."""
+        if credential.disabled and status not in KEY_STATUSES:
+            deployment.provider.credentials.enable(credential)  # a disabled key's test passed
         if status < 400:
             return False
         now = time.monotonic() if now is None else now
         pool = deployment.provider.credentials
         if pool.pooled and status in KEY_STATUSES:
-            pool.disable(credential, status)
+            pool.disable(credential, status, now, self.key_retry_s, self.key_retry_max_s)
             return True
         retry_after = parse_retry_after(header(headers, b"retry-after")) if status in (429, 503) else None
         if pool.pooled and status == 429:
             pool.cool(credential, now + (retry_after if retry_after is not None else self.cooldown_s))
             return True
         if retry_after is not None:
-            self.health.cool(deployment.health, now + retry_after)
+            self.health.hold(deployment.health, now + retry_after)
         if status in self.retry_on:
             self.health.failure(deployment.health, now)
         return False

@@ -3,6 +3,8 @@
 The connection carries one exchange at a time. Body bytes are queued as they arrive and
 handed to the relay in arrival order; reading pauses when the relay falls behind by more
 than HIGH_WATER bytes, so a slow client never makes the gateway buffer a whole answer.
+A non-stream answer is read whole, up to the pool's max_response_bytes; a response head,
+up to MAX_HEAD_BYTES.
 
 Failures surface as modelway's UpstreamError subclasses, never as socket or parser errors.
 """
@@ -16,14 +18,21 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamTimeout
-from modelway.providers.base import RESPONSE_SKIP, UpstreamResponse
+from modelway.errors import (
+    UpstreamBrokenStream,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
+from modelway.providers.base import PLAIN_CONNECTION, RESPONSE_SKIP, UpstreamResponse, connection_named
 
 if TYPE_CHECKING:
     from modelway.http1.pool import HostPool
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+MAX_HEAD_BYTES = 1024 * 1024  # a response head (1xx heads included) longer than this is refused
 
 
 class Connection(asyncio.Protocol):
@@ -42,6 +51,7 @@ class Connection(asyncio.Protocol):
         # created and cancelled for every exchange.
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        self.holds_slot = False  # counts against the pool's max_connections until it closes
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,6 +64,13 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         response.last_data_at = response.loop.time()
+        if not response.started:
+            response.head_bytes += len(data)
+            if response.head_bytes > MAX_HEAD_BYTES:
+                self.reusable = False
+                response.fail(UpstreamConnectError(f"{self.pool.name}: response head over {MAX_HEAD_BYTES} bytes"))
+                self.abort()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -67,6 +84,7 @@ class Connection(asyncio.Protocol):
         self.open = False
         self.reusable = False
         self.disarm()
+        self.give_back_slot()
         response = self.response
         if response is not None:
             response.connection_lost()
@@ -98,6 +116,8 @@ class Connection(asyncio.Protocol):
             response.content_type = value.decode("latin-1")
         if lowered not in RESPONSE_SKIP:
             response.headers.append((name, value))
+        elif lowered == b"connection" and value not in PLAIN_CONNECTION:
+            response.hop_by_hop += (value,)  # names headers of this hop only: dropped below
 
     def on_headers_complete(self) -> None:
         response = self.response
@@ -106,10 +126,14 @@ class Connection(asyncio.Protocol):
         if status < 200:  # 100 Continue, 103 Early Hints: the real answer follows
             self.informational = True
             response.headers.clear()
+            response.hop_by_hop = ()
             response.framed = False
             response.content_type = ""
             return
         response.status = status
+        if response.hop_by_hop:
+            named = connection_named(response.hop_by_hop)
+            response.headers = [pair for pair in response.headers if pair[0].lower() not in named]
         if not self.parser.should_keep_alive():
             self.reusable = False
         response.headers_received()
@@ -158,8 +182,14 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         self.open = False
         self.disarm()
+        self.give_back_slot()
         if self.transport is not None:
             self.transport.abort()
+
+    def give_back_slot(self) -> None:
+        if self.holds_slot:
+            self.holds_slot = False
+            self.pool.free_slot()
 
     def pause_reading(self) -> None:
         if self.transport is not None and self.open:
@@ -177,9 +207,11 @@ class Response(UpstreamResponse):
         self.connection = connection
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.hop_by_hop: tuple[bytes, ...] = ()  # Connection values naming other headers
         self.content_type = ""
         self.framed = False  # Content-Length or chunked: the end is known without EOF
         self.started = False  # any response byte arrived
+        self.head_bytes = 0  # received before the head was complete
         self.done = False
         self.error: UpstreamError | None = None
         self._buffer: deque[bytes] = deque()
@@ -203,10 +235,22 @@ class Response(UpstreamResponse):
     def feed(self, body: bytes) -> None:
         self._buffer.append(body)
         self._buffered += len(body)
-        if self._streaming and self._buffered > HIGH_WATER and not self._paused:
-            self._paused = True
-            self.connection.pause_reading()
+        if self._buffered > HIGH_WATER:
+            if self._streaming:
+                if not self._paused:
+                    self._paused = True
+                    self.connection.pause_reading()
+            elif self._buffered > self.connection.pool.max_response_bytes:
+                self.too_large()
         self._wake()
+
+    def too_large(self) -> None:
+        """A whole answer is wanted (read()) and it outgrew the bound: drop it and the socket."""
+        limit = self.connection.pool.max_response_bytes
+        self._buffer.clear()
+        self._buffered = 0
+        self.fail(UpstreamTooLarge(f"{self.connection.pool.name}: answer over max_response_bytes ({limit})"))
+        self.connection.abort()
 
     def complete(self) -> None:
         self.done = True

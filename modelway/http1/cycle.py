@@ -50,6 +50,7 @@ class RequestCycle:
         "cancel_on_leave",
         "chunked",
         "complete",
+        "deadline",
         "delivered",
         "disconnected",
         "expect_continue",
@@ -80,6 +81,7 @@ class RequestCycle:
         self.expect_continue = expect_continue
         self.body: bytes | bytearray = b""
         self.more_body = True  # the request's body has not been read to its end yet
+        self.deadline = 0.0  # when its body must have arrived, once it is found late (loop time)
         self.delivered = False  # the app has had the request's last body message
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None

@@ -4,12 +4,18 @@ workers, signals, lifespan, graceful shutdown and the Date header it refreshes e
 
 It parses with httptools like uvicorn's httptools protocol and runs each request as an
 ASGI cycle (`cycle.py`). It is leaner where a gateway pays for every microsecond: no
-Event or timer per request (one idle timer per connection, re-armed lazily), one write
-per sized answer, and request targets split without a URL parser when they are plain
+Event or timer per request (one timer per connection, re-armed lazily: `timers.py`), one
+write per sized answer, and request targets split without a URL parser when they are plain
 paths. It supports what modelway's server uses: keep-alive, pipelining, chunked request
-bodies, `Expect: 100-continue`, HEAD, HTTP/1.0, flow control both ways, and the keep-alive
-timeout; not WebSockets (an Upgrade request is answered as a plain request), not
-uvicorn's `limit_concurrency`, `root_path` or access log.
+bodies, `Expect: 100-continue`, HEAD, HTTP/1.0, flow control both ways, the keep-alive
+timeout and clients that half-close; not WebSockets or h2c (an Upgrade request is answered
+as a plain request, its body read by `upgrade.py`), not uvicorn's `limit_concurrency`,
+`root_path` or access log.
+
+What a client may send is bounded (`limits.py`, SPEC section 2): a request head while it
+arrives (414, 431), the time a body takes to arrive (408). Chunked trailers are dropped,
+and request lines, Host fields and transfer codings it does not serve are refused (400,
+501, 505); each refusal is a JSON error, and the connection is closed after it.
 """
 
 from __future__ import annotations
@@ -17,17 +23,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import httptools
 import orjson
 
-from modelway.http1.cycle import DISCONNECT_EXTENSION, RequestCycle
+from modelway.http1.cycle import DISCONNECT_EXTENSION, STATUS_LINES, RequestCycle
+from modelway.http1.limits import DEFAULT_LIMITS, Limits
+from modelway.http1.timers import ConnectionTimer
+from modelway.http1.upgrade import UpgradeBody, body_framing
 
 log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
 DRAINING = "modelway.drain"  # key in the app state of a Drain, shared by every connection and request
 
 
@@ -41,8 +51,29 @@ class Drain:
         self.started = False
 
 
-class ServerProtocol(asyncio.Protocol):
-    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
+class Refused(Exception):
+    """Raised in a parser callback to stop parsing a request the server has refused."""
+
+
+class Discard:
+    """The parser of a connection that was refused: the bytes that follow are not read."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+DISCARD: Any = Discard()
+
+
+class ServerProtocol(ConnectionTimer, asyncio.Protocol):
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: Any = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -52,6 +83,10 @@ class ServerProtocol(asyncio.Protocol):
         if DRAINING not in app_state:
             app_state[DRAINING] = Drain()
         self.keepalive_s: float = config.timeout_keep_alive
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.max_url_bytes = limits.max_url_bytes
+        self.body_timeout_s = limits.body_timeout_s
         self.parser = httptools.HttpRequestParser(self)
         # Answer the first of several pipelined requests even if the client closed after them.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -68,12 +103,20 @@ class ServerProtocol(asyncio.Protocol):
         self.idle_since = 0.0
         self.defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's default headers
         self.defaults_head = b""  # ... encoded
-        self.idle_timer: asyncio.TimerHandle | None = None
-        self.rejection: str | None = None  # why the byte stream was found broken, once it was
+        self.timer: asyncio.TimerHandle | None = None  # the connection's one timer (idle, late body)
+        self.timer_at = 0.0  # ... when it fires
+        self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
+        self.events = 0  # heads, body pieces and ends of requests parsed: progress between reads
+        self.peer_check = 0.0  # once the client sent its EOF: how often to check it is still there
+        self.probed = False  # ... and whether it was sent a 100 Continue to find out
+        self.stalled = 0  # bytes of the reads since the last event
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
+        self.head_done = False  # on_headers_complete was called: on_header now gets chunked trailers
+        self.has_host = False
+        self.head_room = self.max_header_bytes  # bytes the head (and trailers) may still take
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,9 +133,9 @@ class ServerProtocol(asyncio.Protocol):
         if self.running is not None:
             self.running.lost()
         self.queued.clear()
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.resume_writing()
         # The parser holds our callbacks and a cycle holds us: drop both, so that a closed
         # connection is freed by reference counting, not left to the cyclic GC.
@@ -100,20 +143,48 @@ class ServerProtocol(asyncio.Protocol):
         self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        events = self.events
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # No protocol to switch to: the request is answered as it is, and the connection
-            # closed after it. The parser skips the rest of this read but parses the next
-            # one afresh: a request found there waits behind this one and is dropped by the
-            # close, anything else is rejected after its answer (which the close skips).
-            if self.cycle is not None:
-                self.cycle.keep_alive = False
+        except httptools.HttpParserUpgrade as exc:
+            self.no_upgrade(data[exc.args[0] :])
         except httptools.HttpParserError as exc:
-            self.reject(f"invalid HTTP request: {exc}")
+            self.reject(400, "bad_http", f"invalid HTTP request: {exc}")  # unless a callback refused it already
+        if self.events == events:
+            # Nothing but head bytes in this read (or a chunked body's framing and trailers).
+            # httptools keeps an unfinished header line to itself, growing it read after read,
+            # so on_header counts it only once whole: a 64 MB header is stopped here instead.
+            stalled = self.stalled + len(data)
+            self.stalled = stalled
+            if stalled > self.max_header_bytes:
+                self.reject(*self.head_too_large())
+        elif self.stalled:
+            self.stalled = 0
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.deadline:
+            # A body still to come after the read its head ended in (most arrive with it).
+            cycle.deadline = self.loop.time() + self.body_timeout_s
+            self.arm(cycle.deadline)
 
-    def eof_received(self) -> bool | None:
-        return None  # close our side too; an answer still being written is not lost
+    def no_upgrade(self, rest: bytes) -> None:
+        """A request asked to switch protocols. There is none to switch to: it is answered as
+        plain HTTP/1.1, with its body, and the connection closed after it (`upgrade.py`)."""
+        cycle = self.cycle
+        if cycle is None:
+            return
+        cycle.keep_alive = False
+        framing = body_framing(self.headers)
+        if framing is None:
+            # No body: what follows is dropped. The parser skips the rest of this read but
+            # parses the next one afresh: a request found there waits behind this one and is
+            # dropped by the close, anything else is rejected after its answer (which the
+            # close skips).
+            return
+        cycle.more_body = True  # httptools ended the request at its head: it has not
+        reader = UpgradeBody(self, framing)
+        self.parser = reader.parser
+        if rest:
+            self.data_received(rest)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -146,19 +217,70 @@ class ServerProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.expect_continue = False
+        self.head_done = False
+        self.has_host = False
+        self.head_room = self.max_header_bytes
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
+    # Size limits are checked as the head arrives, piece by piece, and refused at once.
+    def on_url(self, piece: bytes) -> None:
+        url = self.url + piece
+        self.url = url
+        self.head_room -= len(piece)
+        if len(url) > self.max_url_bytes:
+            self.refuse(414, "url_too_long", f"the request target is longer than {self.max_url_bytes} bytes")
+        if self.head_room < 0:
+            self.refuse(*self.head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        room = self.head_room - len(name) - len(value) - 4  # name: value CRLF
+        self.head_room = room
+        if self.head_done:
+            # A chunked trailer (httptools reports them like headers, after the body): never
+            # a header. The app already holds the headers, which a front proxy may have
+            # checked; a trailer must not replace Authorization or add x-modelway-debug.
+            if room < 0:
+                self.refuse(*self.head_too_large())
+            return
+        if len(self.headers) >= self.max_headers:
+            message = f"the request has more than server.max_headers ({self.max_headers}) headers"
+            self.refuse(431, "too_many_headers", message)
+        if room < 0:
+            self.refuse(*self.head_too_large())
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
+        if name in CHECKED_FIELDS:
+            self.check_field(name, value)
         self.headers.append((name, value))
 
+    def check_field(self, name: bytes, value: bytes) -> None:
+        if name == b"host":
+            if self.has_host:  # which one names the target? (RFC 9112, 3.2)
+                self.refuse(400, "duplicate_host", "the request has more than one Host header")
+            self.has_host = True
+        elif name == b"expect":
+            if value.lower() == b"100-continue":
+                self.expect_continue = True
+        elif value.strip().lower() != b"chunked":
+            # llhttp takes "gzip, chunked" as chunked and would hand the app the body still
+            # gzipped; no coding but chunked is supported (RFC 9112, 6.1: 501).
+            self.refuse(
+                501,
+                "unsupported_transfer_encoding",
+                f"Transfer-Encoding {value[:100].decode('latin-1')!r} is not supported: only 'chunked' alone is",
+            )
+
     def on_headers_complete(self) -> None:
+        self.head_done = True
+        self.events += 1
         parser = self.parser
         version = parser.get_http_version()
+        if version == "1.1":
+            if not self.has_host:
+                self.refuse(400, "missing_host", "an HTTP/1.1 request must have a Host header")
+            cycle_args = (version, parser.should_keep_alive(), self.expect_continue)
+        elif version == "1.0":  # no keep-alive; no interim answers either (RFC 9110, 10.1.1)
+            cycle_args = (version, False, False)
+        else:
+            self.refuse_version(version)
         url = self.url
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
@@ -170,10 +292,7 @@ class ServerProtocol(asyncio.Protocol):
         if "%" in path:
             path = unquote(path)
         method = parser.get_method().decode("ascii")
-        if version == "1.0":  # no keep-alive; no interim answers either (RFC 9110, 10.1.1)
-            cycle = RequestCycle(self, method, version, False, False)
-        else:
-            cycle = RequestCycle(self, method, version, parser.should_keep_alive(), self.expect_continue)
+        cycle = RequestCycle(self, method, *cycle_args)
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -199,11 +318,13 @@ class ServerProtocol(asyncio.Protocol):
             self.pause_reading()
 
     def on_body(self, body: bytes) -> None:
+        self.events += 1
         cycle = self.cycle
         if cycle is not None:
             cycle.add_body(body)
 
     def on_message_complete(self) -> None:
+        self.events += 1
         cycle = self.cycle
         if cycle is not None:
             cycle.end_body()
@@ -229,7 +350,7 @@ class ServerProtocol(asyncio.Protocol):
             if not self.queued:
                 self.resume_reading()
         elif self.rejection is not None:  # what followed the requests answered was broken
-            self.write_400(self.rejection)
+            self.write_error(*self.rejection)
             self.close()
         else:
             self.resume_reading()
@@ -243,23 +364,6 @@ class ServerProtocol(asyncio.Protocol):
             self.defaults = headers
             self.defaults_head = b"".join(b"%b: %b\r\n" % (name.lower(), value) for name, value in headers)
         return self.defaults_head
-
-    # Idle connections: one timer per connection, checked against the last answer's end
-    # when it fires rather than cancelled and re-created for every request.
-    def became_idle(self) -> None:
-        self.idle_since = self.loop.time()
-        if self.idle_timer is None:
-            self.idle_timer = self.loop.call_at(self.idle_since + self.keepalive_s, self.check_idle)
-
-    def check_idle(self) -> None:
-        self.idle_timer = None
-        if self.running is not None or self.closing():
-            return  # busy: the end of its answer arms the timer again
-        deadline = self.idle_since + self.keepalive_s
-        if self.loop.time() >= deadline:
-            self.close()
-        else:
-            self.idle_timer = self.loop.call_at(deadline, self.check_idle)
 
     # Transport helpers for the cycles
     def write(self, data: bytes) -> None:
@@ -293,13 +397,38 @@ class ServerProtocol(asyncio.Protocol):
         # cancel the future the next send() would then wait on, and raise from at once.
         await asyncio.shield(writable)
 
-    def reject(self, message: str) -> None:
-        """Answer a request that could not be parsed, then close: the byte stream can no
-        longer be trusted to hold request boundaries. Requests parsed whole before it are
-        answered first, in order, so that the 400 is not taken for their answer."""
+    def head_too_large(self) -> tuple[int, str, str]:
+        if self.head_done:
+            what = "the chunked body's trailers (or chunk extensions) exceed"
+        else:
+            what = "the request line and headers exceed"
+        return 431, "headers_too_large", f"{what} server.max_header_bytes ({self.max_header_bytes} bytes)"
+
+    def refuse_version(self, version: str) -> None:
+        if version == "2.0":  # a version the server does not speak (RFC 9112, 2.3: 505)
+            self.refuse(
+                505,
+                "http_version_not_supported",
+                "HTTP/2.0 is not served on this port: send HTTP/1.1 (an h2c Upgrade request is answered in HTTP/1.1)",
+            )
+        # httptools reports a request line without a version (HTTP/0.9's) as 0.9: it is not
+        # an HTTP/1.1 request line (RFC 9112, 3), and its client could not read the answer.
+        self.refuse(400, "bad_http", f"HTTP/{version} requests are not served: send HTTP/1.1")
+
+    def refuse(self, status: int, code: str, message: str) -> NoReturn:
+        """From a parser callback: answer `status`, close, and stop the parser."""
+        self.reject(status, code, message)
+        raise Refused(message)
+
+    def reject(self, status: int, code: str, message: str) -> None:
+        """Answer a request that could not be parsed or is refused, then close: the byte
+        stream can no longer be trusted to hold request boundaries. Requests parsed whole
+        before it are answered first, in order, so that the error is not taken for their
+        answer."""
         if self.rejection is not None:
-            return  # the parser stays broken: said already
-        self.rejection = message
+            return  # said already
+        self.rejection = (status, code, message)
+        self.parser = DISCARD  # whatever the client sends from now on is not parsed
         log.warning("%s", message)
         running = self.running
         if running is not None and not (running is self.cycle and running.more_body):
@@ -310,14 +439,14 @@ class ServerProtocol(asyncio.Protocol):
                 self.queued.pop()
             return
         if running is None or not running.started:
-            self.write_400(message)
+            self.write_error(status, code, message)
         self.close()
 
-    def write_400(self, message: str) -> None:
+    def write_error(self, status: int, code: str, message: str) -> None:
         body = orjson.dumps(
-            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "bad_http"}}
+            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
         )
-        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        head = b"%bcontent-type: application/json\r\nconnection: close\r\n" % STATUS_LINES[status]
         self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
 
 

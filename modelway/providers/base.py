@@ -8,7 +8,7 @@ for discovery. Failures surface only as `modelway.errors.UpstreamError` subclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,17 +31,25 @@ HOP_BY_HOP = frozenset(
         b"host",
     }
 )
+# The values of Connection that name no other header (the common case, told apart cheaply).
+PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 # Response headers the gateway's server writes itself.
 SERVER_OWNED = frozenset({b"date", b"server"})
-RESPONSE_SKIP = HOP_BY_HOP | SERVER_OWNED
+# An upstream's cookies are for its own clients, and the gateway is one: never relayed.
+COOKIES = frozenset({b"set-cookie", b"set-cookie2"})
+RESPONSE_SKIP = HOP_BY_HOP | SERVER_OWNED | COOKIES
+
+
+def connection_named(values: Iterable[bytes]) -> frozenset[bytes]:
+    """The header names listed in Connection header values (RFC 9110 7.6.1): hop-by-hop too."""
+    return frozenset(token.strip().lower() for value in values for token in value.split(b",")) - {b""}
 
 
 @dataclass(slots=True)
 class UpstreamRequest:
-    path: str  # relative to the provider's base_url, e.g. "chat/completions"
-    client_path: str  # the path the client called, e.g. "/v1/chat/completions"
-    query: str  # the client's raw query string ("" when none)
-    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (no auth, no hop-by-hop), raw
+    path: str  # relative to the provider's base_url, e.g. "chat/completions"; percent-encoded
+    client_path: str  # the path the client called, e.g. "/v1/chat/completions" (decoded)
+    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (proxy/forwarding.py), raw
     body: bytes
     stream: bool
 

@@ -1,8 +1,14 @@
 """A provider's credentials: `auth`, or a pool (`keys`) used in rotation.
 
-A key answered 401/403 is disabled for the life of this runtime; a key answered 429
-cools down (for Retry-After, else the cooldown period). Keys are named by their index
-in logs, never by value. A provider with no usable key is out of routing.
+A pooled key answered 401/403 is disabled, but not for good: a client can cause such an
+answer (a header or field the provider refuses), and one client must not be able to take
+every key of a pool out until a restart. A disabled key is usable again once its backoff
+has passed; the request that picks it then tests it, and the pick re-arms the timer, so one
+request per backoff period does. An answer other than 401/403 enables the key again;
+another 401/403 doubles the backoff (`routing.cooldown.key_retry_s`, doubling up to
+`key_retry_max_s`; the policy is modelway.failover.policy's). A key answered 429 cools down
+(for Retry-After, else the cooldown period). Keys are named by their index in logs, never by
+value. A provider with no usable key is out of routing.
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ log = logging.getLogger("modelway.credentials")
 class Credential:
     index: int
     auth: ProviderAuth
-    disabled: bool = False
+    disabled: bool = False  # answered 401/403: tested again from `retry_at`
+    retry_at: float = 0.0
+    backoff_s: float = 0.0  # the wait before the next test
+    tested: bool = False  # picked for a test since it was disabled or its backoff last grew
     cooled_until: float = 0.0
 
     def usable(self, now: float) -> bool:
-        return not self.disabled and self.cooled_until <= now
+        return self.cooled_until <= now and (not self.disabled or self.retry_at <= now)
+
+    def usable_at(self) -> float:
+        return max(self.cooled_until, self.retry_at) if self.disabled else self.cooled_until
 
 
 class CredentialPool:
@@ -46,6 +58,10 @@ class CredentialPool:
             candidate = credentials[(self._next + step) % count]
             if candidate.index not in exclude and candidate.usable(now):
                 self._next = (candidate.index + 1) % count
+                if candidate.disabled:  # due for a test: this request is it, the next waits
+                    candidate.retry_at = now + candidate.backoff_s
+                    candidate.tested = True
+                    log.info("provider %s: testing disabled key #%d again", self.provider, candidate.index)
                 return candidate
         return None
 
@@ -55,14 +71,32 @@ class CredentialPool:
             return not only.disabled and only.cooled_until <= now and (not exclude or 0 not in exclude)
         return any(c.index not in exclude and c.usable(now) for c in self.credentials)
 
-    def soonest_usable_at(self) -> float | None:
-        cooled = [c.cooled_until for c in self.credentials if not c.disabled]
-        return min(cooled) if cooled else None
+    def soonest_usable_at(self) -> float:
+        return min(c.usable_at() for c in self.credentials)
 
-    def disable(self, credential: Credential, status: int) -> None:
+    def disable(self, credential: Credential, status: int, now: float, first_s: float, max_s: float) -> None:
+        """A 401/403: out of rotation for `first_s`, or, when the key was tested since it was
+        disabled (this is that test's answer, or one as late), for twice as long as before."""
         if not credential.disabled:
             credential.disabled = True
-            log.warning("provider %s: key #%d disabled after HTTP %d", self.provider, credential.index, status)
+            credential.backoff_s = first_s
+            log.warning("provider %s: key #%d disabled after HTTP %d; tried again in %g s",
+                        self.provider, credential.index, status, first_s)
+        elif credential.tested:
+            credential.backoff_s = min(credential.backoff_s * 2, max_s)
+            log.warning("provider %s: key #%d still answers HTTP %d; tried again in %g s",
+                        self.provider, credential.index, status, credential.backoff_s)
+        else:
+            return  # an answer to a request sent before the key was disabled: nothing new
+        credential.tested = False
+        credential.retry_at = now + credential.backoff_s
+
+    def enable(self, credential: Credential) -> None:
+        """A disabled key answered something other than 401/403: back in rotation."""
+        if credential.disabled:
+            credential.disabled = credential.tested = False
+            credential.backoff_s = credential.retry_at = 0.0
+            log.warning("provider %s: key #%d enabled again", self.provider, credential.index)
 
     def cool(self, credential: Credential, until: float) -> None:
         if until > credential.cooled_until:

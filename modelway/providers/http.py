@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Coroutine, Iterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -23,6 +23,7 @@ from modelway.http1.pool import HostPool, Origin
 from modelway.providers import DEFAULT_BASE_URLS, DEFAULT_MODELS_PATHS
 from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
+from modelway.proxy.paths import SAFE
 
 URL_CACHE_SIZE = 512
 DISCOVERY_TIMEOUT_S = 10.0
@@ -51,6 +52,9 @@ class HttpProvider(Provider):
         base = config.base_url or DEFAULT_BASE_URLS.get(config.kind) or config.endpoint or ""
         self.base_url = base.rstrip("/")
         self.endpoint = URL(config.endpoint) if config.endpoint else None
+        # Request targets are built from these as strings (_build_target), never by a URL library.
+        self._base_path = URL(self.base_url).raw_path.rstrip("/")
+        self._endpoint_path = self.endpoint.raw_path if self.endpoint and self.endpoint.path not in ("", "/") else None
         self.models_path = config.models_path or DEFAULT_MODELS_PATHS.get(config.kind) or self.default_models_path
         self._timeout_s = config.timeout_ms / 1000
         target = self.endpoint if self.endpoint is not None else URL(self.base_url)
@@ -63,11 +67,13 @@ class HttpProvider(Provider):
             keepalive_timeout_s=config.keepalive_timeout_ms / 1000,
             connect_timeout_s=config.connect_timeout_ms / 1000,
             ssl_verify=config.ssl_verify,
+            max_connections=config.max_connections,
+            max_response_bytes=config.max_response_bytes,
         )
         # What every request here carries after its own headers, per credential: static
         # headers and auth, already encoded; and the names they override.
         self._heads: dict[int, tuple[bytes, frozenset[bytes]]] = {}
-        self._targets: dict[tuple[str, str, int], bytes] = {}
+        self._targets: dict[tuple[str, int], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -86,11 +92,10 @@ class HttpProvider(Provider):
 
     def target_for(self, request: UpstreamRequest, credential: ProviderAuth) -> bytes:
         """The request target (path and query) as sent on the request line."""
-        key = (request.path, request.query, id(credential))
+        key = (request.path, id(credential))
         target = self._targets.get(key)
         if target is None:
-            url = self._build_url(request.path, request.client_path, request.query, credential)
-            target = url.raw_path_qs.encode("ascii")
+            target = self._build_target(request.path, request.client_path, credential).encode("ascii")
             if len(self._targets) >= URL_CACHE_SIZE:
                 self._targets.clear()
             self._targets[key] = target
@@ -118,17 +123,19 @@ class HttpProvider(Provider):
         parts += [fixed, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body]
         return b"".join(parts)
 
-    def _build_url(self, path: str, client_path: str, query: str, credential: ProviderAuth) -> URL:
-        params = dict(parse_qsl(query, keep_blank_values=True))
+    def _build_target(self, path: str, client_path: str, credential: ProviderAuth) -> str:
+        """The base path and the request's path (checked and percent-encoded by the pipeline,
+        modelway.proxy.paths) joined as they are: nothing here resolves dot segments or
+        decodes escapes, so the path stays under the base path. The query is the endpoint's
+        and auth.query, never the client's (SPEC section 5)."""
+        params: dict[str, str] = {}
         if self.endpoint is not None:
-            url = self.endpoint
-            if url.path in ("", "/"):
-                url = url.with_path(client_path)
-            params.update(url.query)
+            target = self._endpoint_path or quote(client_path, safe=SAFE)
+            params.update(self.endpoint.query)
         else:
-            url = URL(f"{self.base_url}/{path}")
+            target = f"{self._base_path}/{path}"
         params.update(credential.query)
-        return url.with_query(params) if params else url.with_query(None)
+        return f"{target}?{urlencode(params, quote_via=quote)}" if params else target
 
     def send(  # returns the pool's coroutine itself: one frame less per request
         self, request: UpstreamRequest, credential: Credential

@@ -45,9 +45,9 @@ class AttemptLoop:
         self.last_settled: AttemptRecord | None = None  # with hedging, not always the last launched
         self.stop = False  # a failure that must not be retried
 
-    def pick(self, hedge: bool = False) -> tuple[ModelRoute, AttemptRecord] | None:
+    def pick(self, hedge: bool = False, probe: bool = False) -> tuple[ModelRoute, AttemptRecord] | None:
         now = time.monotonic()
-        picked = self.chain.next(self.ctx, self.tried, self.rekey, now)
+        picked = self.chain.probe(now) if probe else self.chain.next(self.ctx, self.tried, self.rekey, now)
         if picked is None:
             return None
         route, deployment = picked
@@ -85,7 +85,7 @@ class AttemptLoop:
     async def run_hedged(self) -> Answer:
         """Exchanges as tasks, so that a hedge can race the first one."""
         if not self.launch():
-            raise self.unavailable()
+            return await self.run_probe()
         try:
             while self.pending:
                 hedge_due = self.hedge_s is not None and len(self.pending) == 1
@@ -114,7 +114,7 @@ class AttemptLoop:
         """Without hedging, one exchange at a time, awaited in this task: no task per attempt."""
         picked = self.pick()
         if picked is None:
-            raise self.unavailable()
+            return await self.run_probe()
         while True:
             route, record = picked
             try:
@@ -125,6 +125,29 @@ class AttemptLoop:
                 return self.won(answer, ())
             if not self.can_retry() or (picked := self.pick()) is None:
                 return self.lost()
+
+    async def run_probe(self) -> Answer:
+        """Nothing is usable. If cooldowns are what keeps every deployment out, this request
+        probes the one that recovers first, alone: one attempt, no retry, no hedge. An
+        answer that is not a failure ends its cooldown; requests arriving meanwhile get the
+        503 of `unavailable()`."""
+        picked = self.pick(probe=True)
+        if picked is None:
+            raise self.unavailable()
+        route, record = picked
+        health = record.deployment.health
+        health.probing = True
+        try:
+            result: Answer | UpstreamError = await exchange(self.ctx, route, record)
+        except UpstreamError as exc:
+            result = exc
+        finally:
+            health.probing = False
+        answer = self.settle(record, result)
+        if answer is None:
+            return self.lost()
+        self.failover.recovered(record.deployment)
+        return self.won(answer, ())
 
     def maybe_hedge(self) -> None:
         self.hedge_s = None  # one hedge per request
@@ -140,7 +163,8 @@ class AttemptLoop:
         if isinstance(result, UpstreamError):
             record.error = result.kind
             metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
-            self.failover.error(deployment, result.kind)
+            if not result.local:
+                self.failover.error(deployment, result.kind)
             if result.kind not in self.failover.retry_on:
                 self.stop = True
             return None
@@ -176,6 +200,15 @@ class AttemptLoop:
 
     def unavailable(self) -> Exception:
         headers = {"x-modelway-attempts": "0"}
+        if self.chain.probing():
+            # Its answer is due soon and, if good, ends the cooldown: come back then, not
+            # when the cooldown would have run out.
+            headers["Retry-After"] = "1"
+            return NoHealthyDeployment(
+                f"every deployment of model {self.route.name!r} is cooling down and a probe request is"
+                " testing one; retry in 1 s",
+                headers=headers,
+            )
         wait = self.chain.soonest_recovery(time.monotonic())
         if wait is not None:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from modelway.config.schema import AuthConfig, ClientKey
-from modelway.errors import Forbidden, Unauthorized
+from modelway.errors import Forbidden, Unauthorized, clip
 from modelway.mapping import PatternTable, pattern_set
 
 
@@ -54,4 +54,4 @@ class ClientKeys:
 
 def authorize(identity: ClientIdentity | None, model: str) -> None:
     if identity is not None and not identity.may_use(model):
-        raise Forbidden(f"key {identity.name!r} may not use model {model!r}", param="model")
+        raise Forbidden(f"key {identity.name!r} may not use model {clip(model)!r}", param="model")

@@ -1,16 +1,20 @@
-"""Reading and checking the request body: size limit, content type, JSON, the fields
-modelway itself reads. Each failure is a 400/413 that says what is wrong and where."""
+"""Reading and checking the request body: size limit, time limit, content type, JSON, the
+fields modelway itself reads. Each failure is a 400/408/413 that says what is wrong and where."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from modelway.errors import BadRequest, PayloadTooLarge
+from modelway.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+ASGIApp = Callable[[dict[str, Any], Receive, Any], Awaitable[None]]
+
+MAX_DEPTH = 200  # levels of nested arrays and objects in a request body (SPEC section 5)
 
 
 async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
@@ -46,6 +50,49 @@ class ClientGone(Exception):
     """The client disconnected before its request was read."""
 
 
+class BodyDeadline:
+    """Bounds the arrival of request bodies where the server does not: under uvicorn's own
+    protocol (MODELWAY_HTTP=uvicorn), a body that never finishes would hold its connection
+    and its task for ever. modelway's protocol answers 408 itself, and runs without this.
+
+    Each request's receive() gives up `timeout_s` after the request reached the app, until
+    its last body message: read_body's wait then raises RequestTimeout, a 408 sent with
+    `connection: close` so that the server closes the connection after it."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Any) -> None:
+        if scope["type"] == "http":
+            receive = BoundedReceive(receive, asyncio.get_running_loop().time() + self.timeout_s, self.timeout_s)
+        await self.app(scope, receive, send)
+
+
+class BoundedReceive:
+    __slots__ = ("deadline", "receive", "timeout_s")
+
+    def __init__(self, receive: Receive, deadline: float, timeout_s: float) -> None:
+        self.receive = receive
+        self.deadline: float | None = deadline
+        self.timeout_s = timeout_s
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.deadline is None:  # the body is read: waiting for a disconnect is not bounded
+            return await self.receive()
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                message = await self.receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within server.body_timeout_s ({self.timeout_s:g} s)",
+                headers={"connection": "close"},
+            ) from None
+        if not message.get("more_body"):
+            self.deadline = None
+        return message
+
+
 def check_content_type(content_type: str | None) -> None:
     if content_type is None or content_type == "application/json":
         return  # no Content-Type: read as JSON
@@ -69,7 +116,28 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(
             f"request body must be a JSON object, not {json_type(payload)}", code="invalid_json"
         )
+    # Deeper than MAX_DEPTH needs more than MAX_DEPTH opening brackets: counted in C, and
+    # walked only when there are that many (then the body is a big one anyway).
+    if len(body) > 2 * MAX_DEPTH and body.count(b"[") + body.count(b"{") > MAX_DEPTH and deeper_than(payload):
+        raise BadRequest(
+            f"request body is JSON nested deeper than {MAX_DEPTH} levels of arrays and objects"
+            f" (the limit is {MAX_DEPTH})",
+            code="invalid_json",
+        )
     return payload
+
+
+def deeper_than(payload: dict[str, Any], limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (the body itself is level 1)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:  # orjson builds exactly these
+                stack.append((child, depth + 1))
+    return False
 
 
 def json_type(value: Any) -> str:
@@ -126,16 +194,3 @@ def check_fields(payload: dict[str, Any], path: str) -> bool:
                 got = json_type(messages)
             raise BadRequest(f"'messages' must be a non-empty array (got {got})", param="messages")
     return stream
-
-
-def set_model(payload: dict[str, Any], key_path: tuple[str, ...], model: str) -> dict[str, Any]:
-    """A shallow copy of `payload` with `model` at `key_path`; nested dicts on the path are copied."""
-    out = dict(payload)
-    node = out
-    for part in key_path[:-1]:
-        child = node.get(part)
-        child = dict(child) if isinstance(child, dict) else {}
-        node[part] = child
-        node = child
-    node[key_path[-1]] = model
-    return out

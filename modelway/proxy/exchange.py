@@ -4,6 +4,7 @@ non-stream body). Nothing has reached the client yet, so any failure here is ret
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, Upstream
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
-from modelway.proxy.body import set_model
 from modelway.proxy.context import RequestContext
+from modelway.proxy.splice import Unspliceable, nested, with_model
 from modelway.runtime import ModelRoute
 from modelway.strategies.base import Outcome
+
+log = logging.getLogger("modelway")
 
 
 @dataclass(slots=True)
@@ -74,12 +77,18 @@ class Answer:
 
 
 def upstream_body(ctx: RequestContext, deployment: Deployment) -> bytes:
+    """The client's bytes, with the deployment's model and options set in place (proxy/splice.py):
+    numbers and everything else reach the provider as the client wrote them."""
     target = deployment.upstream_model or ctx.requested_model
     options = deployment.options
     if not options and target == ctx.original_model:
         return ctx.raw_body  # nothing to change: the client's bytes go out as they came
-    payload = {**ctx.payload, **options} if options else ctx.payload
-    return orjson.dumps(set_model(payload, ctx.runtime.mapper.key_path, target))
+    key_path = ctx.runtime.mapper.key_path
+    try:
+        return with_model(ctx.raw_body, ctx.payload, key_path, target, options)
+    except Unspliceable as exc:  # not expected of a body orjson has read: re-encoding is right, if not exact
+        log.warning("request body re-encoded, as it could not be edited in place: %s", exc)
+        return orjson.dumps(nested({**ctx.payload, **options} if options else ctx.payload, key_path, target))
 
 
 async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord) -> Answer:
@@ -92,7 +101,6 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
     request = UpstreamRequest(
         path=ctx.upstream_path,
         client_path=ctx.path,
-        query=ctx.query_string,
         headers=headers,
         body=upstream_body(ctx, deployment),
         stream=ctx.stream,

@@ -16,9 +16,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from modelway.errors import BadRequest, GatewayError, NotFound
+from modelway.errors import BadRequest, GatewayError, NotFound, clip
 from modelway.http1.cycle import DISCONNECT_EXTENSION
-from modelway.providers.base import HOP_BY_HOP
 from modelway.proxy.attempts import Answer, attempt
 from modelway.proxy.auth import authorize
 from modelway.proxy.body import (
@@ -33,41 +32,16 @@ from modelway.proxy.body import (
 from modelway.proxy.context import RequestContext
 from modelway.proxy.decide import run_routers
 from modelway.proxy.executor import REENTRY, ExecutorCall
+from modelway.proxy.forwarding import forwardable
+from modelway.proxy.paths import forward_path, relative
 from modelway.proxy.relay import relay
 from modelway.proxy.responses import Send, send_error
+from modelway.proxy.unexpected import answer_unexpected
 from modelway.runtime import ModelRoute, Runtime
 
 # Without the server's disconnect extension (an executor's in-process call, or another
 # ASGI server), disconnects are noticed at once after this; earlier, within it.
 WATCH_AFTER_S = 0.02
-
-# Client headers never sent upstream: hop-by-hop ones, the client's own credentials,
-# and ones modelway sets itself.
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"authorization",
-    b"x-api-key",
-    b"accept-encoding",
-    b"content-type",
-    b"expect",
-}
-
-
-def forwardable(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's header pairs fit to send upstream, kept as bytes, since they go out as bytes."""
-    return [pair for pair in raw if pair[0] not in NOT_FORWARDED and not pair[0].startswith(b"x-modelway-")]
-
-
-def upstream_path(path: str) -> str:
-    """The path relative to a provider's base_url: "/v1/chat/completions" → "chat/completions"."""
-    if path.startswith("/v1/"):
-        return path[4:]
-    return path.lstrip("/")
-
-
-def has_dot_segment(path: str) -> bool:
-    """"/v1/../admin" would leave the provider's base_url once joined to it."""
-    return any(segment in (".", "..") for segment in path.split("/"))
-
 
 def is_anthropic_path(path: str) -> bool:
     return path.endswith("/messages") or "/messages/" in path
@@ -78,8 +52,7 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
     anthropic = is_anthropic_path(path)
     ctx: RequestContext | None = None
     try:
-        if "/." in path and has_dot_segment(path):
-            raise BadRequest(f"path {path[:100]!r} has a '.' or '..' segment", code="invalid_path")
+        forwarded = forward_path(path, scope.get("raw_path"))
         raw_headers: dict[bytes, bytes] = dict(scope["headers"])
         length = raw_headers.get(b"content-length")
         body = await read_body(receive, length.decode("latin-1") if length is not None else None,
@@ -91,11 +64,11 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
             runtime=runtime,
             scope=scope,
             path=path,
-            upstream_path=upstream_path(path),
+            upstream_path=relative(forwarded),
             payload=payload,
             raw_body=body,
             raw_headers=raw_headers,
-            forward_headers=forwardable(scope["headers"]),
+            forward_headers=forwardable(scope["headers"], raw_headers),
             anthropic=anthropic,
         )
         ctx.stream = check_fields(payload, path)
@@ -111,6 +84,10 @@ async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send
         runtime.metrics.rejected(runtime.metric_model(ctx.requested_model if ctx is not None else ""), exc.status)
         await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
         return
+    except Exception as exc:
+        model, extra = (ctx.requested_model, ctx.extra_response_headers) if ctx is not None else ("", [])
+        await answer_unexpected(runtime, model, exc, send, anthropic, extra)
+        return
     work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
     await run_until_disconnect(work, scope, receive)
 
@@ -121,6 +98,9 @@ async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
     except GatewayError as exc:
         ctx.runtime.metrics.rejected(ctx.runtime.metric_model(ctx.requested_model), exc.status)
         await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
+        return
+    except Exception as exc:
+        await answer_unexpected(ctx.runtime, ctx.requested_model, exc, send, ctx.anthropic, ctx.extra_response_headers)
         return
     await relay(ctx, answer, send)
 
@@ -150,7 +130,7 @@ async def resolve_route(ctx: RequestContext) -> ModelRoute | ExecutorCall:
         route = runtime.models[default_model]
     routed.note_resolution(ctx, route)
     if route is None:
-        raise NotFound(f"model {requested!r} does not exist", param="model")
+        raise NotFound(f"model {clip(requested)!r} does not exist", param="model")
     return route
 
 

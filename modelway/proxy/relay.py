@@ -11,6 +11,7 @@ from modelway.proxy.attempts import Answer
 from modelway.proxy.context import RequestContext
 from modelway.proxy.responses import Send, send_bytes, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
+from modelway.proxy.unexpected import internal_error, log_unexpected
 from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usage
 
 ATTEMPTS = [(b"x-modelway-attempts", b"%d" % n) for n in range(16)]
@@ -88,6 +89,13 @@ async def relay(ctx: RequestContext, answer: Answer, send: Send) -> None:
                     code="stream_broken")
         await send({"type": "http.response.body", "body": sse_error_event(error, ctx.anthropic), "more_body": False})
         record(ctx, answer, "stream_broken", None)
+        return
+    except Exception as exc:  # a bug: the stream ends as a broken one does, counted as a 500
+        log_unexpected(exc)
+        answer.finish(ok=False, error="internal_error")
+        await send({"type": "http.response.body", "body": sse_error_event(internal_error(exc), ctx.anthropic),
+                    "more_body": False})
+        record(ctx, answer, 500, None)
         return
     finally:
         if not answer.finished:

@@ -164,3 +164,11 @@ def test_header_values_must_be_one_line_and_stay_secret() -> None:
     assert "café" not in found
     (found,) = errors_of(MINIMAL.replace("base_url:", 'headers: {"X Bad": "v"}, base_url:'))
     assert found == "providers[0].headers: header name 'X Bad' is not a valid HTTP header name"
+
+
+def test_server_request_limits_have_defaults_and_bounds() -> None:
+    server = parse_config(MINIMAL, {}).server
+    assert (server.max_header_bytes, server.max_headers, server.body_timeout_s) == (65536, 100, 30)
+    found = errors_of(MINIMAL + "server: {max_header_bytes: 100, max_headers: 0, body_timeout_s: 0}\n")
+    paths = [e.split(":")[0] for e in found]
+    assert paths == ["server.max_header_bytes", "server.max_headers", "server.body_timeout_s"]

@@ -73,7 +73,7 @@ def pool(n: int) -> CredentialPool:
 def test_credentials_rotate_and_skip_disabled_and_cooling() -> None:
     keys = pool(3)
     assert [keys.pick(0.0).index for _ in range(4)] == [0, 1, 2, 0]  # type: ignore[union-attr]
-    keys.disable(keys.credentials[1], 401)
+    keys.disable(keys.credentials[1], 401, now=0.0, first_s=30.0, max_s=600.0)
     keys.cool(keys.credentials[2], until=10.0)
     assert [keys.pick(5.0).index for _ in range(3)] == [0, 0, 0]  # type: ignore[union-attr]
     assert keys.pick(11.0).index == 2  # type: ignore[union-attr]
@@ -83,9 +83,30 @@ def test_credentials_rotate_and_skip_disabled_and_cooling() -> None:
 def test_a_provider_with_no_usable_key_is_out() -> None:
     keys = pool(2)
     for credential in keys.credentials:
-        keys.disable(credential, 403)
+        keys.disable(credential, 403, now=0.0, first_s=30.0, max_s=600.0)
     assert not keys.has_usable(0.0)
     assert keys.pick(0.0) is None
+    assert keys.soonest_usable_at() == 30.0
+
+
+def test_a_disabled_key_is_tested_after_its_backoff_which_doubles_while_it_fails() -> None:
+    keys = pool(2)
+    bad = keys.credentials[1]
+    keys.disable(bad, 401, now=0.0, first_s=30.0, max_s=100.0)
+    keys.disable(bad, 401, now=1.0, first_s=30.0, max_s=100.0)  # an answer already on its way: no change
+    assert bad.retry_at == 30.0
+    assert [keys.pick(29.0).index for _ in range(2)] == [0, 0]  # type: ignore[union-attr]
+    assert [keys.pick(30.0).index for _ in range(2)] == [1, 0]  # type: ignore[union-attr]  # one test
+    keys.disable(bad, 401, now=30.5, first_s=30.0, max_s=100.0)  # the test failed
+    assert (bad.backoff_s, bad.retry_at) == (60.0, 90.5)
+    assert keys.pick(90.5, exclude={0}) is bad
+    keys.disable(bad, 401, now=91.0, first_s=30.0, max_s=100.0)
+    assert (bad.backoff_s, bad.retry_at) == (100.0, 191.0)  # capped
+    assert keys.pick(191.0, exclude={0}) is bad
+    keys.enable(bad)  # the test passed
+    assert not bad.disabled and bad.usable(191.0)
+    keys.disable(bad, 403, now=200.0, first_s=30.0, max_s=100.0)
+    assert bad.retry_at == 230.0  # a fresh start
 
 
 def test_single_auth_is_not_a_pool() -> None:
@@ -111,3 +132,16 @@ def test_quota_headers_mark_a_deployment_low_until_reset() -> None:
     assert low_until([(b"content-type", b"application/json")], 0.0) is None
     assert parse_reset("20ms") == 0.02
     assert parse_reset("2") == 2.0
+
+
+def test_a_retry_after_holds_and_a_probe_success_ends_a_cooldown() -> None:
+    health = MemoryHealth(CooldownConfig(failures=1, window_s=60, cooldown_s=30))
+    record = HealthRecord()
+    health.hold(record, 20.0)
+    assert record.held_until == 20.0 and record.cooled_until == 20.0
+    assert health.failure(record, 10.0)  # a failure on top extends the cooldown, not the hold
+    assert record.cooled_until == 40.0 and record.held_until == 20.0
+    health.recovered(record, 25.0)
+    assert not record.cooling(25.0)
+    assert record.weight_factor(25.0) == SLOW_START_FLOOR  # slow start from the probe's success
+    assert not record.failures

@@ -56,3 +56,11 @@ def test_usage_read_from_the_end_of_an_answer() -> None:
     stream.feed(b'data: {"choices": []}\n\ndata: {"choices": [], "us')
     stream.feed(b'age": {"prompt_tokens": 5, "completion_tokens": 6}}\n\n')
     assert stream.found == (5, 6)
+
+
+def test_the_rest_of_an_answer_is_relayed_as_it_came() -> None:
+    body = b'{"id": "x", "model": "up", "seed": 123456789012345678901234567890, "p": 0.10}'
+    assert rewrite_json_model(body, "asked") == body.replace(b'"up"', b'"asked"')
+    rewriter = SSEModelRewriter("asked")
+    line = b'data:{"model" : "up", "logprob": -1.50E-3, "n": 18446744073709551616}\r\n'
+    assert rewriter.feed(line) == line.replace(b'"up"', b'"asked"')
