@@ -111,7 +111,9 @@ def add_messages(raw: Any, out: list[Message]) -> None:
         if role == "user":
             add_user_turn(content, path, out)
         elif role == "assistant":
-            out.append(assistant_message(content, path))
+            reply = assistant_message(content, path)
+            if reply["content"] or "tool_calls" in reply:  # one of only thinking says nothing here
+                out.append(reply)
         elif role == "system":
             # A chat template takes one system message, first; vLLM's refuse any other.
             text = system_text(content, f"{path}.content")
@@ -120,9 +122,8 @@ def add_messages(raw: Any, out: list[Message]) -> None:
         else:
             raise bad(f"{path}.role", f"must be 'user', 'assistant' or 'system', not {role!r}")
     for message in out:
-        parts = message["content"]
-        if message["role"] == "user" and all(part["type"] == "text" for part in parts):
-            message["content"] = JOIN.join(part["text"] for part in parts)
+        if message["role"] == "user" and all(part["type"] == "text" for part in message["content"]):
+            message["content"] = JOIN.join(part["text"] for part in message["content"])
 
 
 def add_user_parts(parts: list[dict[str, Any]], out: list[Message]) -> None:
