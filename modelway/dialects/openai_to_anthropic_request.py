@@ -40,11 +40,11 @@ def request(
     if "model" in body:
         out["model"] = body["model"]
     system, turns = convert_messages(body.get("messages"))
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    limit = body.get(name)
     if limit is None:
         limit = default_max_tokens
     elif not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         raise bad(name, "must be a positive integer")
     out["max_tokens"] = min(limit, max_output_tokens) if max_output_tokens else limit
     if system:

@@ -152,6 +152,9 @@ def test_max_tokens_default_and_clamp() -> None:
     assert o2a.request(body, stream=False, default_max_tokens=512)["max_tokens"] == 512
     assert o2a.request({**body, "max_tokens": 9000}, stream=False, max_output_tokens=8000)["max_tokens"] == 8000
     assert o2a.request({**body, "max_tokens": 100}, stream=False, max_output_tokens=8000)["max_tokens"] == 100
+    both = {**body, "max_completion_tokens": 200, "max_tokens": 100}
+    assert o2a.request(both, stream=False)["max_tokens"] == 200
+    assert o2a.request({**both, "max_completion_tokens": None}, stream=False)["max_tokens"] == 100
 
 
 def test_a_tool_message_after_user_text_still_comes_first_in_its_turn() -> None:
