@@ -14,6 +14,7 @@ client's dialect and the provider's, and calls the same five things on it:
 
 Modules:
     sse                   the incremental SSE parser and frame helpers
+    stream                the StreamTranslation protocol and the base of the stream translators
     tool_ids              tool call ids valid in both dialects
     errors                reading an upstream error body of either dialect
     anthropic             Anthropic Messages facts: error types by status, error frames

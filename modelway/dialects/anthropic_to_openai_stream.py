@@ -20,7 +20,8 @@ import orjson
 
 from modelway.dialects import anthropic
 from modelway.dialects.anthropic_to_openai_answer import finish_stop, message_id, usage_of
-from modelway.dialects.sse import SSEError, SSEParser, frame
+from modelway.dialects.sse import frame
+from modelway.dialects.stream import SSETranslator
 from modelway.dialects.tool_ids import tool_id
 
 START = b"event: content_block_start\ndata: "
@@ -36,18 +37,14 @@ EMPTY_BLOCKS = {
 }
 
 
-class StreamTranslator:
-    __slots__ = ("_finish", "_id", "_index", "_model", "_open", "_parser", "_started",
-                 "_stash", "_tools", "_usage", "done", "failure", "usage")
+class StreamTranslator(SSETranslator):
+    __slots__ = ("_finish", "_id", "_index", "_model", "_open", "_started", "_stash", "_tools", "_usage")
 
     def __init__(self, model: str | None = None) -> None:
-        self._parser = SSEParser()
+        super().__init__()
         self._model = model
         self._id = ""
         self._started = False
-        self.done = False
-        self.failure: str | None = None
-        self.usage: tuple[int, int] | None = None
         self._index = -1  # the last block started
         self._open: str | None = None  # kind of the block open now: text, thinking, tool_use
         self._tools: dict[int, int] = {}  # upstream tool call index → block index
@@ -55,39 +52,7 @@ class StreamTranslator:
         self._finish: dict[str, Any] = {}
         self._usage: dict[str, int] | None = None
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.done:
-            return b""
-        out: list[bytes] = []
-        try:
-            for _, data in self._parser.feed(chunk):
-                self._event(data, out)
-                if self.done:
-                    break
-        except (SSEError, ValueError) as exc:
-            out.append(self.fail(f"upstream stream unreadable: {exc}"))
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self.done:
-            return b""
-        out: list[bytes] = []
-        try:
-            for _, data in self._parser.close():
-                self._event(data, out)
-                if self.done:
-                    return b"".join(out)
-        except (SSEError, ValueError) as exc:
-            out.append(self.fail(f"upstream stream unreadable: {exc}"))
-            return b"".join(out)
-        self._end(out)
-        return b"".join(out)
-
-    def fail(self, message: str, status: int = 502) -> bytes:
-        if self.done:
-            return b""
-        self.done = True
-        self.failure = message
+    def _error_frame(self, message: str, status: int) -> bytes:
         return anthropic.error_frame(status, message)
 
     def ping(self) -> bytes:
@@ -103,7 +68,7 @@ class StreamTranslator:
         if data == b"[DONE]":
             self._end(out)
             return
-        chunk = orjson.loads(data)  # a JSONDecodeError is a ValueError: `feed` fails the stream
+        chunk = orjson.loads(data)  # a JSONDecodeError is a ValueError: the stream fails
         if not isinstance(chunk, dict):
             raise ValueError("an event that is not a JSON object")
         error = chunk.get("error")

@@ -18,18 +18,19 @@ from typing import Any
 import orjson
 
 from modelway.dialects.openai_to_anthropic_answer import chat_usage, finish_reason
-from modelway.dialects.sse import SSEError, SSEParser, data_frame
+from modelway.dialects.sse import data_frame
+from modelway.dialects.stream import SSETranslator
 
 DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"  # an SSE comment: OpenAI clients skip it
 
 
-class StreamTranslator:
-    __slots__ = ("_blocks", "_created", "_finished", "_head", "_include_usage", "_model", "_parser",
-                 "_prefix", "_started", "_tools", "_usage", "done", "failure", "usage")
+class StreamTranslator(SSETranslator):
+    __slots__ = ("_blocks", "_created", "_finished", "_head", "_include_usage", "_model", "_prefix", "_started",
+                 "_tools", "_usage")
 
     def __init__(self, model: str | None = None, *, include_usage: bool = False, created: int | None = None) -> None:
-        self._parser = SSEParser()
+        super().__init__()
         self._model = model
         self._include_usage = include_usage
         self._created = created if created is not None else int(time.time())
@@ -40,43 +41,8 @@ class StreamTranslator:
         self._blocks: dict[int, int] = {}  # tool_use block index → tool call index
         self._tools = 0
         self._usage: dict[str, Any] = {}
-        self.done = False
-        self.failure: str | None = None
-        self.usage: tuple[int, int] | None = None
 
-    def feed(self, chunk: bytes) -> bytes:
-        if self.done:
-            return b""
-        out: list[bytes] = []
-        try:
-            for _, data in self._parser.feed(chunk):
-                self._event(data, out)
-                if self.done:
-                    break
-        except (SSEError, ValueError) as exc:
-            out.append(self.fail(f"upstream stream unreadable: {exc}"))
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self.done:
-            return b""
-        out: list[bytes] = []
-        try:
-            for _, data in self._parser.close():
-                self._event(data, out)
-                if self.done:
-                    return b"".join(out)
-        except (SSEError, ValueError) as exc:
-            out.append(self.fail(f"upstream stream unreadable: {exc}"))
-            return b"".join(out)
-        self._end(out)
-        return b"".join(out)
-
-    def fail(self, message: str, status: int = 502) -> bytes:
-        if self.done:
-            return b""
-        self.done = True
-        self.failure = message
+    def _error_frame(self, message: str, status: int) -> bytes:
         kind = "timeout_error" if status == 504 else "upstream_error"
         error = {"message": message, "type": kind, "param": None, "code": "stream_broken"}
         return data_frame(orjson.dumps({"error": error}))
@@ -85,7 +51,7 @@ class StreamTranslator:
         return b"" if self.done else PING
 
     def _event(self, data: bytes, out: list[bytes]) -> None:
-        event = orjson.loads(data)  # a JSONDecodeError is a ValueError: `feed` fails the stream
+        event = orjson.loads(data)  # a JSONDecodeError is a ValueError: the stream fails
         if not isinstance(event, dict):
             raise ValueError("an event that is not a JSON object")
         kind = event.get("type")
