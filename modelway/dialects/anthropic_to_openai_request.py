@@ -7,6 +7,7 @@ left behind. A shape the translation depends on and cannot read is a 400 naming 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's per-request syst
 MEDIA_TYPES = {"image/jpg": "image/jpeg"}
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 EFFORTS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
-SKIPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+MAX_USER = 64
 
 Message = dict[str, Any]
 
@@ -57,8 +58,8 @@ def request(
             raise bad("stop_sequences", "must be an array of strings")
         out["stop"] = stops
     metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) and metadata["user_id"]:
+        out["user"] = user_field(metadata["user_id"])
     tools = convert_tools(body.get("tools"))
     if tools:
         out["tools"] = tools
@@ -72,6 +73,14 @@ def request(
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
+
+
+def user_field(user_id: str) -> str:
+    """OpenAI refuses a `user` over 64 characters, and Claude Code's user_id is ~150: a longer
+    one is sent as its SHA-256 (64 hex digits), the same for the same user."""
+    if len(user_id) <= MAX_USER:
+        return user_id
+    return hashlib.sha256(user_id.encode()).hexdigest()
 
 
 def is_int(value: Any) -> bool:
