@@ -56,8 +56,8 @@ def request(
     temperature = body.get("temperature")
     if isinstance(temperature, int | float) and not isinstance(temperature, bool):
         out["temperature"] = min(temperature, 1)  # OpenAI's range is 0-2, Anthropic's 0-1
-    if body.get("top_p") is not None:
-        out["top_p"] = body["top_p"]
+    if body.get("top_p") is not None and "temperature" not in out:
+        out["top_p"] = body["top_p"]  # Claude 4.1 and later refuse both; temperature is the one kept
     stops = stop_sequences(body.get("stop"))
     if stops:
         out["stop_sequences"] = stops

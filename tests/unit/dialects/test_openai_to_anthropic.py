@@ -157,6 +157,13 @@ def test_max_tokens_default_and_clamp() -> None:
     assert o2a.request({**both, "max_completion_tokens": None}, stream=False)["max_tokens"] == 100
 
 
+def test_top_p_goes_alone_or_not_at_all() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "top_p": 0.5}
+    assert o2a.request(body, stream=False)["top_p"] == 0.5
+    both = o2a.request({**body, "temperature": 0.2}, stream=False)
+    assert both["temperature"] == 0.2 and "top_p" not in both
+
+
 def test_a_tool_message_after_user_text_still_comes_first_in_its_turn() -> None:
     body = o2a.request({"model": "m", "messages": [
         {"role": "assistant", "content": None, "tool_calls": [
