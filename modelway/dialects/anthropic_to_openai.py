@@ -1,6 +1,7 @@
 """The client speaks Anthropic Messages, the provider OpenAI chat/completions.
 
-    request(body, *, stream, max_output_tokens=None, reasoning_effort=False) -> dict
+    request(body, *, stream, max_output_tokens=None, reasoning_effort=False,
+            max_tokens_field="max_tokens") -> dict
     answer(chat, *, model=None) -> dict            a chat.completion as a Messages response
     StreamTranslator(model=None)                   chat.completion.chunk SSE → Messages SSE
     error(status, body) -> bytes                   an upstream error, Anthropic-shaped

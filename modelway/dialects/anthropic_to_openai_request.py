@@ -8,7 +8,7 @@ left behind. A shape the translation depends on and cannot read is a 400 naming 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -30,11 +30,17 @@ def bad(path: str, message: str) -> BadRequest:
 
 
 def request(
-    body: dict[str, Any], *, stream: bool, max_output_tokens: int | None = None, reasoning_effort: bool = False
+    body: dict[str, Any],
+    *,
+    stream: bool,
+    max_output_tokens: int | None = None,
+    reasoning_effort: bool = False,
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
 ) -> dict[str, Any]:
     """The chat/completions body for `body` (a /v1/messages body). `max_output_tokens` clamps
-    `max_tokens`; `reasoning_effort` says whether the provider takes that field (then
-    `output_config.effort` becomes it)."""
+    `max_tokens`. What the provider's kind takes: `reasoning_effort` (then
+    `output_config.effort` becomes it), and the name of the output limit (OpenAI's own API
+    refuses `max_tokens` for its reasoning models and wants `max_completion_tokens`)."""
     out: dict[str, Any] = {}
     if "model" in body:
         out["model"] = body["model"]
@@ -48,7 +54,7 @@ def request(
     if max_tokens is not None:
         if not is_int(max_tokens) or max_tokens < 1:
             raise bad("max_tokens", "must be a positive integer")
-        out["max_tokens"] = min(max_tokens, max_output_tokens) if max_output_tokens else max_tokens
+        out[max_tokens_field] = min(max_tokens, max_output_tokens) if max_output_tokens else max_tokens
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]
