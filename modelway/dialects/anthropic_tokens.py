@@ -2,7 +2,8 @@
 
 What is counted is what the translated request carries: the system prompt, every message's
 text, tool_use inputs and tool_result contents (as their JSON or text), and each tool's name,
-description and input schema. Thinking blocks are not (the translation drops them).
+description and input schema. Thinking blocks and Claude Code's billing-header system block
+are not (the translation drops them).
 
     ASCII text         1 token per 4 characters (the usual rate of BPE tokenizers on English
                        and code)
@@ -22,6 +23,8 @@ import math
 from typing import Any
 
 import orjson
+
+from modelway.dialects.anthropic_to_openai_request import BILLING_HEADER
 
 PER_MESSAGE = 4
 PER_IMAGE = 1600
@@ -69,7 +72,10 @@ def content_cost(content: Any) -> float:
 
 
 def count_tokens_estimate(body: dict[str, Any]) -> int:
-    cost = content_cost(body.get("system"))
+    system = body.get("system")
+    if isinstance(system, list):  # the translation leaves Claude Code's billing header out
+        system = [b for b in system if not (isinstance(b, dict) and str(b.get("text", "")).startswith(BILLING_HEADER))]
+    cost = content_cost(system)
     messages = body.get("messages")
     if isinstance(messages, list):
         for message in messages:

@@ -25,6 +25,12 @@ def test_claude_codes_request_is_estimated_from_all_its_parts() -> None:
     assert total > without_system
 
 
+def test_claude_codes_billing_header_is_not_counted_as_the_translation_drops_it() -> None:
+    header = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.207; cc_entrypoint=cli; cch=5f3e1;"}
+    prompt = {"type": "text", "text": "You are Claude Code."}
+    assert count_tokens_estimate({"system": [header, prompt]}) == count_tokens_estimate({"system": [prompt]})
+
+
 def test_english_runs_near_four_characters_a_token() -> None:
     assert estimate("word " * 400) == 4 + 500
 
