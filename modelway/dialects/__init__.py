@@ -1,0 +1,1 @@
+"""Dialects (OpenAI chat, Anthropic Messages, OpenAI Responses) and the translations between them."""
