@@ -30,10 +30,11 @@ import logging
 from typing import Any
 
 from modelway.dialects.responses_input import messages
+from modelway.dialects.responses_output import AnswerContext, answer, echo_of
 from modelway.dialects.responses_tools import collect, tool_choice
 from modelway.errors import BadRequest
 
-__all__ = ["request"]
+__all__ = ["AnswerContext", "answer", "answer_context", "request"]
 
 log = logging.getLogger("modelway.dialects")
 
@@ -53,6 +54,11 @@ STATEFUL = {
     "conversation": "conversation: modelway keeps no conversations; send the whole conversation in `input`",
     "prompt": "prompt: stored prompt templates live at OpenAI, not behind modelway; send instructions and input",
 }
+
+
+def answer_context(body: dict[str, Any]) -> AnswerContext:
+    """What answers to this request need from it: the names of namespaced tools and the echoed settings."""
+    return AnswerContext(namespaced=collect(body).namespaced, echo=echo_of(body))
 
 
 def request(body: dict[str, Any], *, provider_kind: str, max_output_tokens: int | None = None) -> dict[str, Any]:
