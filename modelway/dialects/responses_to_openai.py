@@ -31,10 +31,11 @@ from typing import Any
 
 from modelway.dialects.responses_input import messages
 from modelway.dialects.responses_output import AnswerContext, answer, echo_of
+from modelway.dialects.responses_stream import StreamTranslator
 from modelway.dialects.responses_tools import collect, tool_choice
 from modelway.errors import BadRequest
 
-__all__ = ["AnswerContext", "answer", "answer_context", "request"]
+__all__ = ["AnswerContext", "StreamTranslator", "answer", "answer_context", "request"]
 
 log = logging.getLogger("modelway.dialects")
 
