@@ -69,7 +69,10 @@ def content_parts(content: Any, where: str) -> tuple[list[str], list[dict[str, A
                 file["filename"] = part["filename"]
             media.append({"type": "file", "file": file})
         elif kind == "input_audio":
-            media.append({"type": "input_audio", "input_audio": part.get("input_audio")})
+            audio = part.get("input_audio")
+            if not isinstance(audio, dict):
+                raise BadRequest(f"{at}: an input_audio part needs its input_audio object (data, format)", param=at)
+            media.append({"type": "input_audio", "input_audio": audio})
         else:
             raise BadRequest(f"{at}.type: unknown content part type {kind!r}", param=f"{at}.type")
     return texts, media

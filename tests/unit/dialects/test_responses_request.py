@@ -90,6 +90,11 @@ def test_what_needs_stored_state_is_a_400(body: dict[str, Any], param: str) -> N
             "string",
         ),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id", "non-empty string"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            "input[0].content[0]",
+            "input_audio object",
+        ),
         ({"instructions": ["x"]}, "instructions", "string"),
         ({"input": [], "instructions": ""}, "input", "nothing to send"),
         ({"tools": {"type": "function"}}, "tools", "array"),
