@@ -98,15 +98,17 @@ class Conversation:
         self.reasoning: str | None = None
         self.media: list[dict[str, Any]] = []
 
-    def _append(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _flush_media(self) -> None:
         if self.media:
             self.messages.append({"role": "user", "content": self.media})
             self.media = []
+
+    def _append(self, message: dict[str, Any]) -> None:
+        self._flush_media()
         if message["role"] == "assistant" and self.reasoning is not None:
             message["reasoning_content"] = self.reasoning
         self.reasoning = None  # reasoning goes with the assistant turn right after it, or nowhere
         self.messages.append(message)
-        return message
 
     def _last(self, role: str) -> dict[str, Any] | None:
         if self.media or not self.messages or self.messages[-1]["role"] != role:
@@ -162,9 +164,7 @@ class Conversation:
                 self.reasoning = "".join(texts)
 
     def close(self) -> list[dict[str, Any]]:
-        if self.media:
-            self.messages.append({"role": "user", "content": self.media})
-            self.media = []
+        self._flush_media()
         return self.messages
 
 
