@@ -41,8 +41,9 @@ log = logging.getLogger("modelway.dialects")
 
 # Provider kinds whose chat/completions takes `reasoning_effort`: OpenAI (o-series and gpt-5),
 # DeepSeek (V4: any of minimal..max, mapped on its side; "none" is its `thinking: disabled`) and
-# vLLM (since 0.10; read by gpt-oss and the chat templates that use it). An openai-compatible or
-# gpustack server may be anything, and a field it does not know can be a 400: none is sent.
+# vLLM (read by gpt-oss and by the chat templates that use it; current versions take none..max).
+# An openai-compatible or gpustack server may be anything, and a field it does not know can be a
+# 400: none is sent.
 EFFORT_KINDS = frozenset({"openai", "deepseek", "vllm"})
 # Kinds that want a tool-calling turn's reasoning back as the assistant message's
 # `reasoning_content` (DeepSeek's thinking mode answers 400 without it; vLLM's chat templates for
