@@ -20,4 +20,7 @@ Modules:
     anthropic             Anthropic Messages facts: error types by status, error frames
     anthropic_to_openai   client speaks Anthropic Messages, provider speaks OpenAI chat
     openai_to_anthropic   client speaks OpenAI chat, provider is kind anthropic
+    responses_to_openai   client speaks OpenAI Responses, provider speaks OpenAI chat (with
+                          responses_input, responses_tools, responses_output, responses_stream,
+                          responses_sse; it needs an `answer_context(body)` per request besides)
 """
