@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from modelway.errors import ConfigError
+from modelway.logs import FORMATS, LEVELS, setup_logging
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelway", description="An OpenAI/Anthropic-compatible LLM gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="listen address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port, 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", choices=LEVELS, help="debug | info (default) | warning | error "
+                       "(or MODELWAY_LOG_LEVEL)")
+    serve.add_argument("--log-format", choices=FORMATS, help="text (default) | json: one JSON object per line "
+                       "(or MODELWAY_LOG_FORMAT)")
 
     check = commands.add_parser("check", help="validate a config file")
     check.add_argument("--config", required=True)
@@ -27,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     models = commands.add_parser("models", help="print the model table a config resolves to")
     models.add_argument("--config", required=True)
     models.add_argument("--discover", action="store_true", help="also ask each provider for its models")
+
+    commands.add_parser("schema", help="print the config file's JSON Schema (for editors and CI checks)")
 
     simulate = commands.add_parser(
         "simulate", help="replay a workload against simulated backends through the real strategies"
@@ -43,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     simulate.add_argument("--no-plot", action="store_true", help="do not draw the plot")
     simulate.add_argument("--json", help="also write the results as JSON to this path")
 
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(getattr(args, "log_level", None), getattr(args, "log_format", None))
     try:
         if args.command == "serve":
             from modelway.server import run
@@ -57,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return check_config(args.config)
         if args.command == "simulate":
             return run_simulation(args)
+        if args.command == "schema":
+            return print_schema()
         return print_models(args.config, args.discover)
     except ConfigError as exc:
         print_config_errors(exc)
@@ -87,6 +100,15 @@ def print_models(path: str, discover: bool) -> int:
 
     config = load_config(path)
     print(asyncio.run(describe_models(config, discover)))
+    return 0
+
+
+def print_schema() -> int:
+    import orjson
+
+    from modelway.config.jsonschema import config_json_schema
+
+    sys.stdout.write(orjson.dumps(config_json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 

@@ -21,6 +21,7 @@ This module imports nothing from the rest of modelway, so loading a plugin is ch
 from __future__ import annotations
 
 import copy
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -371,7 +372,17 @@ class Router(ABC):
 
 class Executor(ABC):
     """A router that can answer requests itself (`RouteDecision(kind="executor")`).
-    `execute` has no timeout of its own: it ends when it answers or the client leaves."""
+    `execute` has no timeout of its own: it ends when it answers or the client leaves.
+
+    As SPEC section 6 shows it, a router is an executor simply by defining
+    `async def execute(self, req)`: any class with a coroutine `execute` counts as one
+    (as `collections.abc` does for its interfaces), so deriving from this class is optional."""
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> Any:  # True, or NotImplemented: ask the usual way
+        if cls is Executor and inspect.iscoroutinefunction(getattr(other, "execute", None)):
+            return True
+        return NotImplemented
 
     @abstractmethod
     async def execute(self, req: RouteRequest) -> Response | StreamResponse:

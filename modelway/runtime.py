@@ -7,9 +7,11 @@ on the request path: it hands each stage the parts that stage needs.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from modelway.config.schema import Config
+from modelway.decisions import RecentDecisions
 from modelway.failover.policy import Failover
 from modelway.failover.probe import HealthProber
 from modelway.importing import resolve
@@ -23,20 +25,39 @@ from modelway.proxy.settings import ProxySettings
 from modelway.routers.chain import RouterChain
 from modelway.routes import ModelTable
 
+RETIRE_PATIENCE_S = 3600.0  # the longest a replaced runtime waits for its last stream
+RETIRE_POLL_S = 0.25
+
 
 class Runtime:
-    def __init__(self, config: Config) -> None:
+    """Everything requests read, built from one config. `previous` is the runtime a reload
+    replaces: providers whose settings did not change are taken over with their connection
+    pools, key pools and health, as are the deployments' cooldowns (while the cooldown
+    settings are the same), the metrics and the recent decisions."""
+
+    def __init__(self, config: Config, previous: Runtime | None = None) -> None:
         self.config = config
-        self.created = int(time.time())
+        self.created: int = previous.created if previous is not None else int(time.time())
         self.mapper = ModelMapper(config.model_mapping)
         routing = config.routing
         self.failover = Failover(routing)
-        self.metrics = Metrics()
+        if previous is not None and previous.config.routing.cooldown == routing.cooldown:
+            self.failover.health = previous.failover.health
+        self.metrics: Metrics = previous.metrics if previous is not None else Metrics()
+        self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
+        self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
-        self.providers: dict[str, Provider] = {
-            p.name: resolve(PROVIDER_KINDS, p.kind, "provider kind")(p) for p in config.providers
-        }
+        kept = previous.providers if previous is not None else {}
+        self.providers: dict[str, Provider] = {}
+        self.taken_over: set[str] = set()  # providers running already, in `previous`
+        for p in config.providers:
+            old = kept.get(p.name)
+            if old is not None and old.config == p:
+                self.providers[p.name] = old
+                self.taken_over.add(p.name)
+            else:
+                self.providers[p.name] = resolve(PROVIDER_KINDS, p.kind, "provider kind")(p)
         self.table = ModelTable(config, self.providers, self.failover.health)
         self.models = self.table.models
         self.discovery = self.table.discovery
@@ -49,6 +70,7 @@ class Runtime:
         self.proxy = ProxySettings(
             failover=self.failover,
             metrics=self.metrics,
+            decisions=self.decisions,
             models=self.models,
             max_attempts=1 + routing.retries,
             model_key=self.mapper.key_path,
@@ -59,20 +81,32 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        for provider in self.providers.values():
-            await provider.start()
+        for name, provider in self.providers.items():
+            if name not in self.taken_over:
+                await provider.start()
         self.prober.start()
         if self.metrics_source is not None:
             await self.metrics_source.start()
         await self.routers.start()
 
-    async def close(self) -> None:
+    async def close(self, successor: Runtime | None = None) -> None:
+        """Stop everything this runtime started; providers a successor took over stay open."""
         await self.routers.close()
         await self.prober.stop()
+        still_used = {id(p) for p in successor.providers.values()} if successor is not None else set()
         for provider in self.providers.values():
-            await provider.close()
+            if id(provider) not in still_used:
+                await provider.close()
         if self.metrics_source is not None:
             await self.metrics_source.close()
+
+    async def retire(self, successor: Runtime, patience_s: float = RETIRE_PATIENCE_S) -> None:
+        """After a reload: wait until the requests and streams still running on this
+        runtime have finished (for at most `patience_s`), then close it."""
+        deadline = time.monotonic() + patience_s
+        while self.active > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(RETIRE_POLL_S)
+        await self.close(successor)
 
     def state_backend_errors(self) -> int:
         return 0  # the memory backend cannot fail; the Redis state backend will count here

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set everything up and run the tests: system packages the tests need (redis-server),
+# Set everything up and run the tests: system packages the tests need (redis-server, chromium),
 # a virtualenv with modelway and its test extra, then ruff, mypy and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the /ui status page is tested in a real browser
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages)"
   sudo_cmd=""

@@ -15,12 +15,8 @@ def not_yet_enforced(config: Config) -> list[str]:
     for i, key in enumerate(config.auth.keys):
         if key.rpm is not None or key.tpm is not None:
             found.append(f"auth.keys[{i}]: rpm/tpm limits are not enforced yet")
-    if config.auth.admin_key is not None:
-        found.append("auth.admin_key: the admin API (/admin/*) is not available yet")
     if config.state.backend == "redis":
         found.append("state.backend: redis is not available yet; state stays in this process")
-    if config.server.watch_config:
-        found.append("server.watch_config: config reload is not available yet")
     for i, model in enumerate(config.models):
         if model.passthrough_url is not None:
             found.append(f"models[{i}].passthrough_url: not applied yet")

@@ -39,7 +39,8 @@ class ServerConfig(Strict):
     port: int = Field(4000, ge=1, le=65535)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
     response_model: Literal["upstream", "requested"] = "upstream"
-    watch_config: bool = False
+    watch_config: bool = True
+    drain_s: int = Field(30, ge=0)
     max_header_bytes: int = Field(65536, ge=1024)  # request line + headers: 431 beyond
     max_headers: int = Field(100, ge=1)  # 431 beyond
     body_timeout_s: float = Field(30, gt=0)  # a body not complete this long after its head: 408

@@ -38,6 +38,17 @@ log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
+DRAINING = "modelway.drain"  # key in the app state of a Drain, shared by every connection and request
+
+
+class Drain:
+    """Set once uvicorn has begun a graceful shutdown; read by /ready through scope["state"]
+    (a copy of the app state per request, which shares this object)."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = False
 
 
 class Refused(Exception):
@@ -69,6 +80,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         self.loop: asyncio.AbstractEventLoop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.app_state = app_state
+        if DRAINING not in app_state:
+            app_state[DRAINING] = Drain()
         self.keepalive_s: float = config.timeout_keep_alive
         self.max_header_bytes = limits.max_header_bytes
         self.max_headers = limits.max_headers
@@ -186,12 +199,18 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
 
     # uvicorn's server calls this to start a graceful shutdown
     def shutdown(self) -> None:
+        # Shared by every connection (uvicorn's lifespan state, copied into each scope):
+        # from now on /ready answers 503 to whatever still reaches it during the drain.
+        drain = self.app_state.get(DRAINING)
+        if drain is not None:
+            drain.started = True
         if self.running is None:
             self.close()
         else:
-            self.running.keep_alive = False
-            for cycle, _ in self.queued:
-                cycle.keep_alive = False
+            # Requests already received (the running one and any pipelined behind it) are
+            # in flight: answered, and the connection closed after the last of them.
+            last = self.queued[-1][0] if self.queued else self.running
+            last.keep_alive = False
 
     # httptools callbacks
     def on_message_begin(self) -> None:

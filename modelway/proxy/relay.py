@@ -17,7 +17,6 @@ from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usag
 
 if TYPE_CHECKING:
     from modelway.asgi import Send
-    from modelway.metrics import Metrics
     from modelway.proxy.exchange import Answer
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
@@ -40,13 +39,16 @@ def route_headers(model: str, answer: Answer, extra: Sequence[tuple[bytes, bytes
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the request
 
 
-def record(metrics: Metrics, model: str, answer: Answer, status: int | str, usage: tuple[int, int] | None) -> None:
+def record(
+    settings: ProxySettings, model: str, answer: Answer, status: int | str, usage: tuple[int, int] | None
+) -> None:
+    """The answer in the metrics and in the recent decisions (the status page's)."""
     deployment = answer.deployment
-    metrics.request(
-        model, deployment.provider.name, status, time.monotonic() - answer.started_at, answer.ttft_s
-    )
+    provider = deployment.provider.name
+    settings.metrics.request(model, provider, status, time.monotonic() - answer.started_at, answer.ttft_s)
+    settings.decisions.add(model, deployment.model_name, provider, status, answer.attempts)
     if usage is not None:
-        metrics.usage(model, deployment, *usage)
+        settings.metrics.usage(model, deployment, *usage)
 
 
 async def relay(
@@ -58,7 +60,6 @@ async def relay(
     send: Send,
 ) -> None:
     """Send `answer`, the answer to `request` as the public model `model`, with `extra_headers`."""
-    metrics = settings.metrics
     upstream = answer.upstream
     status = upstream.status
     rewrite_to = request.original_model if settings.rewrite_response_model and status < 300 else None
@@ -68,7 +69,7 @@ async def relay(
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
-        record(metrics, model, answer, status, usage_from_body(body) if status < 300 else None)
+        record(settings, model, answer, status, usage_from_body(body) if status < 300 else None)
         await send_bytes(send, status, body, headers)
         return
     assert answer.rest is not None
@@ -103,19 +104,19 @@ async def relay(
         error = cls(f"upstream stream from {answer.deployment.name} broke off: {exc.message}",
                     code="stream_broken")
         await send({"type": "http.response.body", "body": sse_error_event(error, request.dialect), "more_body": False})
-        record(metrics, model, answer, "stream_broken", None)
+        record(settings, model, answer, "stream_broken", None)
         return
     except Exception as exc:  # a bug: the stream ends as a broken one does, counted as a 500
         log_unexpected(exc)
         answer.finish(ok=False, error="internal_error")
         await send({"type": "http.response.body", "body": sse_error_event(internal_error(exc), request.dialect),
                     "more_body": False})
-        record(metrics, model, answer, 500, None)
+        record(settings, model, answer, 500, None)
         return
     finally:
         if not answer.finished:
             # Not relayed to the end only when the client left: no verdict on the deployment.
             answer.finish(ok=True, observe=relayed)
             if not relayed:
-                record(metrics, model, answer, CLIENT_CLOSED, None)
-    record(metrics, model, answer, status, usage.found if usage is not None else None)
+                record(settings, model, answer, CLIENT_CLOSED, None)
+    record(settings, model, answer, status, usage.found if usage is not None else None)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from modelway.decisions import RecentDecisions
     from modelway.failover.policy import Failover
     from modelway.metrics import Metrics
     from modelway.routes import ModelRoute
@@ -21,6 +22,7 @@ class LoadSource(Protocol):
 class ProxySettings:
     failover: Failover
     metrics: Metrics
+    decisions: RecentDecisions  # the last answers, for the status page
     models: Mapping[str, ModelRoute]  # the public models, for metric labels
     max_attempts: int  # 1 + routing.retries
     model_key: tuple[str, ...]  # model_mapping.key, split at its dots

@@ -1,0 +1,35 @@
+"""The last routing decisions of one process, for the status page (/ui).
+
+Recording one is a tuple appended to a bounded deque on the request path; turning them
+into words ("strategy weighted_round_robin, fallback of chat-a, attempt 2") is left to
+the page's reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import NamedTuple
+
+RECENT_DECISIONS = 50
+
+
+class Decision(NamedTuple):
+    at: float  # wall-clock time
+    model: str  # the public model the client asked for (after mapping)
+    served_by: str  # the public model whose deployment answered: another one after a fallback
+    provider: str
+    status: int | str
+    attempts: int
+
+
+class RecentDecisions:
+    """The last few routing decisions, newest last."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, size: int = RECENT_DECISIONS) -> None:
+        self.items: deque[Decision] = deque(maxlen=size)
+
+    def add(self, model: str, served_by: str, provider: str, status: int | str, attempts: int) -> None:
+        self.items.append(Decision(time.time(), model, served_by, provider, status, attempts))

@@ -1,0 +1,78 @@
+"""Token buckets of auth.keys[].rpm/tpm: in memory, and in a real redis-server shared by two
+"instances" (two links), with Redis killed mid-way (the process's own buckets stand in)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from support.redis_server import RedisServer, started_redis
+
+from modelway.state.limits import Limits, MemoryLimits, RedisLimits, retry_after_s
+from modelway.state.link import RedisLink, safe_url
+
+
+@pytest.fixture()
+def redis_server() -> Iterator[RedisServer]:
+    server = started_redis()
+    yield server
+    server.stop()
+
+
+async def test_rpm_lets_a_minutes_worth_through_then_waits() -> None:
+    limits = MemoryLimits()
+    rule = Limits(rpm=3, tpm=None)
+    assert [await limits.take("team", rule, 10) for _ in range(3)] == [0, 0, 0]
+    wait = await limits.take("team", rule, 10)
+    assert 19 < wait <= 20  # a third of a minute until one request has refilled
+    assert retry_after_s(wait) == 20
+    assert await limits.take("other-team", rule, 10) == 0  # another key is never affected
+
+
+async def test_tpm_is_charged_with_real_usage() -> None:
+    limits = MemoryLimits()
+    rule = Limits(rpm=None, tpm=600)  # 10 tokens a second
+    assert await limits.take("team", rule, 100) == 0
+    await limits.charge("team", rule, 450)  # the answer really used 550 in all
+    wait = await limits.take("team", rule, 100)
+    assert 4.9 < wait <= 5.1  # 50 left: 50 more tokens take 5 s
+    assert await limits.take("team", rule, 10_000) > 0  # never more than a full bucket is asked for
+
+
+async def test_two_instances_share_the_buckets_exactly(redis_server: RedisServer) -> None:
+    a = RedisLimits(RedisLink(redis_server.url, 200, "mw:"))
+    b = RedisLimits(RedisLink(redis_server.url, 200, "mw:"))
+    rule = Limits(rpm=10, tpm=None)
+    results = []
+    for i in range(14):
+        results.append(await (a if i % 2 else b).take("team", rule, 1))
+    assert results[:10] == [0] * 10 and all(w > 0 for w in results[10:])
+    keys = redis_server.client().keys("*")
+    assert keys == [b"mw:{limit}:team"]  # under the prefix, with a hash tag
+    await a.link.close()
+    await b.link.close()
+
+
+async def test_redis_down_falls_back_to_local_buckets_and_recovers(redis_server: RedisServer) -> None:
+    link = RedisLink(redis_server.url, 100, "mw:")
+    limits = RedisLimits(link)
+    rule = Limits(rpm=1000, tpm=None)
+    assert await limits.take("team", rule, 1) == 0
+    redis_server.stop()
+    started = time.monotonic()
+    for _ in range(20):
+        assert await limits.take("team", rule, 1) == 0  # never a failed request
+    assert time.monotonic() - started < 1.0  # one timeout at most, then local buckets at once
+    assert link.errors >= 1 and not link.up
+    redis_server.start()
+    link.retry_at = 0  # skip the backoff
+    assert await limits.take("team", rule, 1) == 0
+    assert link.up
+    await link.close()
+
+
+def test_the_password_never_shows_in_the_logged_url() -> None:
+    assert safe_url("rediss://:s3cret-pw@redis.example:6380/0") == "rediss://:***@redis.example:6380/0"
+    assert safe_url("redis://user:s3cret-pw@host/1") == "redis://user:***@host/1"
+    assert "s3cret" not in safe_url("redis://:s3cret-pw@host")
