@@ -48,7 +48,7 @@ class Incoming:
     path: Final[str]  # as the client sent it (decoded once), e.g. "/v1/chat/completions"
     upstream_path: Final[str]  # checked, relative to a provider's base_url, percent-encoded (proxy/paths.py)
     dialect: Final[Dialect]  # the API the client speaks: decides the shape of errors and events
-    query_string: Final[str]  # for routers and hash keys; never sent upstream (SPEC section 5)
+    raw_query: Final[bytes]  # for routers and hash keys (query()); never sent upstream (SPEC section 5)
     payload: Final[dict[str, Any]]  # the parsed body; no stage changes it (set_model copies)
     raw_body: Final[bytes]
     raw_headers: Final[Mapping[bytes, bytes]]  # every client header, lower-case names (the last of repeated ones)
@@ -64,7 +64,7 @@ class Incoming:
         return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers.items()}
 
     def query(self) -> dict[str, str]:
-        return dict(parse_qsl(self.query_string, keep_blank_values=True))
+        return dict(parse_qsl(self.raw_query.decode("latin-1"), keep_blank_values=True))
 
     def hash_key(self, hash_on: HashOn) -> str | None:
         """The consistent-hash key this request carries, or None."""
@@ -110,12 +110,11 @@ async def parse(
         )
     else:
         client = None
-    query: bytes = scope.get("query_string", b"")
     return Incoming(
         path,
         relative(forwarded),
         dialect_of(path),
-        query.decode("latin-1"),
+        scope.get("query_string", b""),
         payload,
         body,
         raw_headers,

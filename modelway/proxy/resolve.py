@@ -60,7 +60,7 @@ async def resolve(
     if app is not None and routers.routers:
         routed = await run_routers(request, model, table, routers, app, trace)
         if routed.target is not None:
-            return Resolved(routed.target, routed.model, debug_headers(trace))
+            return Resolved(routed.target, routed.model, NO_HEADERS if trace is None else (trace.header(),))
     # table.find inlined: no coroutine for the common case, a public model
     route = table.models.get(model) or await table.discovered_route(model) or table.default
     if trace is not None:
@@ -73,8 +73,4 @@ async def resolve(
             name, value = trace.header()
             error.headers[name.decode()] = value.decode()
         raise error
-    return Resolved(route, model, debug_headers(trace))
-
-
-def debug_headers(trace: RouteTrace | None) -> Headers:
-    return NO_HEADERS if trace is None else (trace.header(),)
+    return Resolved(route, model, NO_HEADERS if trace is None else (trace.header(),))
