@@ -40,7 +40,8 @@ EARLIER_KEYS: tuple[bytes, ...] = (b'"system"', b'"input"')  # Anthropic's syste
 
 class Prefix(NamedTuple):
     """`keys[i]` identifies the prompt's first `BOUNDARIES[i]` bytes (shallowest first;
-    only the boundaries the prompt reaches); `size` is the prompt's length in bytes.
+    only the boundaries the prompt reaches); `size` is the prompt's length in bytes (from
+    where it starts in the body to the body's end).
     A NamedTuple: built in a fraction of a frozen dataclass's time."""
 
     keys: tuple[int, ...]
@@ -59,13 +60,13 @@ def prompt_start(body: bytes) -> int:
     return max(start, 0)
 
 
-def prefix_of(body: bytes) -> Prefix | None:
-    """The prefix identity of a JSON request body, or None for a prompt under FIRST_BLOCK
-    bytes (too short for its prefill to matter)."""
+def prefix_of(body: bytes) -> Prefix:
+    """The prefix identity of a JSON request body: no keys for a prompt under FIRST_BLOCK
+    bytes (too short for its prefill to matter), but its size all the same."""
     start = prompt_start(body)
     size = len(body) - start
     if size < FIRST_BLOCK:
-        return None
+        return Prefix((), size)
     crc32 = zlib.crc32
     key = crc32(memoryview(body)[start : start + FIRST_BLOCK])
     keys = [key]

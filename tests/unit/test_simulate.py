@@ -44,6 +44,7 @@ def test_every_registered_strategy_runs_and_serves_every_request() -> None:
         "least_load",
         "cost",
         "expected_delay",
+        "prefix_affinity",
         "oracle",
     ):
         result = simulate(name, specs, workload)
@@ -149,8 +150,9 @@ def test_cli_prints_the_table_and_the_target_check(
     )
     printed = capsys.readouterr().out
     assert code == 0
-    assert "| hetero | 80% | expected_delay |" in printed and "| hetero | 80% | oracle |" in printed
-    assert "target at 80%" in printed
+    assert "| hetero | independent | 80% | expected_delay |" in printed
+    assert "| hetero | independent | 80% | oracle |" in printed
+    assert "| 2 | independent | best p99 (expected_delay) vs WRR |" in printed
     assert len(json.loads(out_json.read_text())) == 6
 
 
