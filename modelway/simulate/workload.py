@@ -4,7 +4,9 @@ that share prefixes come from sessions.py) or read from a JSONL trace, one reque
     {"t": 0.12, "model": "auto", "prompt_tokens": 812, "output_tokens": 240}
 
 `t` is the arrival time in seconds (any origin; `arrival` and `time` are accepted too);
-`model` defaults to "auto"; `session` (optional) feeds consistent_hash. `prefix`
+`model` defaults to "auto"; `session` (optional) feeds consistent_hash. Mooncake's trace
+format is read as well: `timestamp` (milliseconds), `input_length`, `output_length` and
+`hash_ids`, its blocks' identities (512 tokens each: `--block-tokens 512`). `prefix`
 (optional) is the prompt's identity for the backends' prefix caches (cache.py): a list
 of chained identities of its successive parts — strings or numbers — each either one
 block of `--block-tokens` tokens (`"prefix": ["9f3a", "1c0e", ...]`, as hashes of
@@ -123,17 +125,22 @@ def read_trace(path: str | Path, block_tokens: int = 16) -> Workload:
                 continue
             try:
                 row = json.loads(line)
-                arrival = float(next(row[k] for k in ("t", "arrival", "time") if k in row))
-                prompt = int(row["prompt_tokens"])
-                output = int(row["output_tokens"])
+                if "timestamp" in row:  # Mooncake's format: milliseconds
+                    arrival = float(row["timestamp"]) / 1000
+                else:
+                    arrival = float(next(row[k] for k in ("t", "arrival", "time") if k in row))
+                prompt = int(row["prompt_tokens"] if "prompt_tokens" in row else row["input_length"])
+                output = int(row["output_tokens"] if "output_tokens" in row else row["output_length"])
             except (ValueError, KeyError, TypeError, StopIteration) as exc:
                 raise TraceError(
-                    f"{path}:{number}: expected JSON with t, prompt_tokens, output_tokens ({exc!r})"
+                    f"{path}:{number}: expected JSON with t, prompt_tokens, output_tokens "
+                    f"(or Mooncake's timestamp, input_length, output_length) ({exc!r})"
                 ) from None
             if prompt < 0 or output < 1 or not math.isfinite(arrival):
                 raise TraceError(f"{path}:{number}: token counts must be >= 0 (output >= 1), t finite")
             try:
-                segments = trace_segments(row.get("prefix", []), prompt, block_tokens, identities)
+                parts = row["prefix"] if "prefix" in row else row.get("hash_ids", [])
+                segments = trace_segments(parts, prompt, block_tokens, identities)
             except ValueError as exc:
                 raise TraceError(f"{path}:{number}: {exc}") from None
             session = row.get("session")

@@ -17,8 +17,9 @@ part of each candidate's expected time to first token computed for this prompt:
                  sent there), scaled to this prompt's.
 
 Bounded load: a deployment is held to its prefixes only while it has a free slot
-(n + 1 <= slots) or its load (n + 1) / slots is at most (1 + EPSILON) times the mean of
-the candidates, (sum n + 1) / (sum slots). Beyond that a request with a hot prefix goes
+(n + 1 <= slots) or n + 1 <= ceil((1 + EPSILON) * (sum n + 1) * slots / sum slots): its
+share of the candidates' requests with this one, EPSILON over, rounded up (consistent
+hashing with bounded loads, Mirrokni et al.). Beyond that a request with a hot prefix goes
 where its expected time to first token is shortest without it, and the table records that
 deployment too (a key keeps its last few), so the prefix spreads with its load.
 
@@ -30,6 +31,7 @@ the one holding the deepest prefix of the prompt; without one, expected_delay's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -85,7 +87,7 @@ class PrefixAffinity(ExpectedDelay):
         saved = {i: held for i, (_, held) in matches.items() if i in bound}
         if prefix is not None and measured and all(d.index in self.typical for d in candidates):
             size = prefix.size
-            held = [saved.get(d.index, 0) for d in candidates]
+            held = [matches[d.index][1] if d.index in matches else 0 for d in candidates]
             if min(held) == max(held):  # the cache tells them apart no more than load does
                 return min(candidates, key=lambda d: self.expected_delay(d, counts[d.index]))
             return min(candidates, key=lambda d: self.expected_ttft(d, counts[d.index], size - saved.get(d.index, 0)))
@@ -99,16 +101,18 @@ class PrefixAffinity(ExpectedDelay):
     def within_bound(
         self, candidates: Sequence[Deployment], counts: Mapping[int, float], measured: bool
     ) -> set[int]:
-        """The candidates that may take a request for its prefix: a free slot, or a load at
-        most (1 + EPSILON) times the mean (slots as capacities; weights until they are known)."""
+        """The candidates that may take a request for its prefix: a free slot, or at most
+        its share of (1 + EPSILON) times the requests in flight with this one, rounded up
+        (consistent hashing with bounded loads; slots as capacities, weights until the
+        slots are known)."""
         slots = self.slots
         capacity = {d.index: float(slots[d.index] if measured else d.weight) for d in candidates}
-        mean = (sum(counts.values()) + 1) / sum(capacity.values())
+        allowed = (1 + EPSILON) * (sum(counts.values()) + 1) / sum(capacity.values())
         return {
             d.index
             for d in candidates
             if (measured and counts[d.index] + 1 <= slots[d.index])
-            or (counts[d.index] + 1) / capacity[d.index] <= (1 + EPSILON) * mean
+            or counts[d.index] + 1 <= math.ceil(allowed * capacity[d.index])
         }
 
     def expected_ttft(self, deployment: Deployment, inflight: float, uncached: int) -> tuple[float, float]:
