@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from modelway.config.schema import Config
 from modelway.decisions import RecentDecisions
+from modelway.failover.health import MemoryHealth
 from modelway.failover.policy import Failover
 from modelway.failover.probe import HealthProber
 from modelway.importing import resolve
@@ -24,6 +26,11 @@ from modelway.proxy.auth import ClientKeys
 from modelway.proxy.settings import ProxySettings
 from modelway.routers.chain import RouterChain
 from modelway.routes import ModelTable
+from modelway.state.backend import Attached, StateBackend
+from modelway.state.build import build_state
+
+if TYPE_CHECKING:
+    from modelway.deployment import Deployment
 
 RETIRE_PATIENCE_S = 3600.0  # the longest a replaced runtime waits for its last stream
 RETIRE_POLL_S = 0.25
@@ -33,16 +40,26 @@ class Runtime:
     """Everything requests read, built from one config. `previous` is the runtime a reload
     replaces: providers whose settings did not change are taken over with their connection
     pools, key pools and health, as are the deployments' cooldowns (while the cooldown
-    settings are the same), the metrics and the recent decisions."""
+    settings are the same), the state backend (while `state:` is the same: its Redis link,
+    rate-limit buckets and tasks), the metrics and the recent decisions."""
+
+    failover: Failover
 
     def __init__(self, config: Config, previous: Runtime | None = None) -> None:
         self.config = config
         self.created: int = previous.created if previous is not None else int(time.time())
         self.mapper = ModelMapper(config.model_mapping)
         routing = config.routing
-        self.failover = Failover(routing)
+        same_state = previous is not None and previous.config.state == config.state
+        self.state: StateBackend = previous.state if previous is not None and same_state else build_state(config.state)
+        self.state_taken_over = same_state  # running already, in `previous`
+        health = self.state.health(routing.cooldown)
         if previous is not None and previous.config.routing.cooldown == routing.cooldown:
-            self.failover.health = previous.failover.health
+            if same_state:
+                health = previous.failover.health
+            elif isinstance(health, MemoryHealth) and isinstance(previous.failover.health, MemoryHealth):
+                health.adopt(previous.failover.health)  # another backend: the cooldowns carry over
+        self.failover = Failover(routing, health)
         self.metrics: Metrics = previous.metrics if previous is not None else Metrics()
         self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
@@ -88,11 +105,22 @@ class Runtime:
         if self.metrics_source is not None:
             await self.metrics_source.start()
         await self.routers.start()
+        if not self.state_taken_over:
+            await self.state.start()
+        self.state.attach(Attached(self.failover.health, self.providers, self.all_deployments))
+
+    def all_deployments(self) -> list[Deployment]:
+        """Every deployment: the public models', then those built on demand."""
+        found = [d for route in self.models.values() for d in route.deployments]
+        return found + self.table.extra_deployments()
 
     async def close(self, successor: Runtime | None = None) -> None:
-        """Stop everything this runtime started; providers a successor took over stay open."""
+        """Stop everything this runtime started; providers and the state backend a successor
+        took over stay open."""
         await self.routers.close()
         await self.prober.stop()
+        if successor is None or successor.state is not self.state:
+            await self.state.close()
         still_used = {id(p) for p in successor.providers.values()} if successor is not None else set()
         for provider in self.providers.values():
             if id(provider) not in still_used:
@@ -109,7 +137,7 @@ class Runtime:
         await self.close(successor)
 
     def state_backend_errors(self) -> int:
-        return 0  # the memory backend cannot fail; the Redis state backend will count here
+        return self.state.errors()
 
 
 class RuntimeRef:

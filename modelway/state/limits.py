@@ -16,9 +16,13 @@ Redis fails, the process's own buckets stand in (per instance) until it is back.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from modelway.state.link import RedisLink
 
@@ -68,6 +72,15 @@ def wait_for(bucket: Bucket, limits: Limits, tokens: int) -> float:
     return wait
 
 
+class RateLimiter(Protocol):
+    async def take(self, name: str, limits: Limits, tokens: int) -> float:
+        """0 when the request may go (and is counted); else the seconds to wait."""
+
+    def charge_soon(self, name: str, limits: Limits, tokens: int) -> None:
+        """Charge `tokens` more (or give back, when negative) once real usage is known,
+        without making the caller wait for it."""
+
+
 class MemoryLimits:
     """The buckets of one process."""
 
@@ -93,6 +106,9 @@ class MemoryLimits:
 
     async def charge(self, name: str, limits: Limits, tokens: int) -> None:
         """Charge `tokens` more (or give back, when negative) once real usage is known."""
+        self.charge_soon(name, limits, tokens)
+
+    def charge_soon(self, name: str, limits: Limits, tokens: int) -> None:
         if limits.tpm is not None and tokens:
             self._bucket(name, limits, time.monotonic()).tokens -= tokens
 
@@ -134,6 +150,9 @@ class RedisLimits:
         self.link = link
         self.script = link.client.register_script(BUCKET_SCRIPT)
         self.local = MemoryLimits()
+        self.pending: deque[tuple[str, Limits, int]] = deque()  # charges not sent yet
+        self.flushing = asyncio.Lock()
+        self.wake: Callable[[], None] = lambda: None  # the state backend's writer, which calls flush()
 
     async def _run(self, name: str, limits: Limits, tokens: int, mode: str) -> float | None:
         key = self.link.key("limit", name)
@@ -144,6 +163,8 @@ class RedisLimits:
         return float(result.decode() if isinstance(result, bytes) else result)
 
     async def take(self, name: str, limits: Limits, tokens: int) -> float:
+        if self.pending or self.flushing.locked():  # this instance's charges land first, in order
+            await self.flush()
         wait = await self._run(name, limits, tokens, "take")
         return await self.local.take(name, limits, tokens) if wait is None else wait
 
@@ -151,7 +172,37 @@ class RedisLimits:
         if limits.tpm is None or not tokens:
             return
         if await self._run(name, limits, tokens, "charge") is None:
-            await self.local.charge(name, limits, tokens)
+            self.local.charge_soon(name, limits, tokens)
+
+    def charge_soon(self, name: str, limits: Limits, tokens: int) -> None:
+        if limits.tpm is None or not tokens:
+            return
+        if not self.link.up:
+            self.local.charge_soon(name, limits, tokens)
+            return
+        self.pending.append((name, limits, tokens))
+        self.wake()
+
+    async def flush(self) -> None:
+        """Send the pending charges, in one pipeline; the local buckets take them when Redis fails."""
+        async with self.flushing:
+            if self.pending:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        batch = list(self.pending)
+        self.pending.clear()
+
+        async def run(client: Any) -> Any:
+            pipe = client.pipeline(transaction=False)
+            for name, limits, tokens in batch:
+                args: list[int | str] = [limits.rpm or 0, limits.tpm or 0, tokens, "charge", BUCKET_TTL_S]
+                await self.script(keys=[self.link.key("limit", name)], args=args, client=pipe)
+            return await pipe.execute()
+
+        if await self.link.call(run) is None:
+            for name, limits, tokens in batch:
+                self.local.charge_soon(name, limits, tokens)
 
 
 def retry_after_s(wait: float) -> int:

@@ -66,9 +66,12 @@ async def test_redis_down_falls_back_to_local_buckets_and_recovers(redis_server:
     assert time.monotonic() - started < 1.0  # one timeout at most, then local buckets at once
     assert link.errors >= 1 and not link.up
     redis_server.start()
-    link.retry_at = 0  # skip the backoff
     assert await limits.take("team", rule, 1) == 0
+    assert not link.up  # requests never probe a Redis that is down: the backend's own loop does
+    link.retry_at = 0  # skip the backoff
+    assert await link.call(lambda client: client.ping(), probe=True)
     assert link.up
+    assert await limits.take("team", rule, 1) == 0
     await link.close()
 
 
