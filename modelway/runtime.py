@@ -22,6 +22,7 @@ from modelway.mapping import ModelMapper
 from modelway.metrics import Metrics
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
+from modelway.proxy.admission import Gate
 from modelway.proxy.auth import ClientKeys
 from modelway.proxy.settings import ProxySettings
 from modelway.routers.chain import RouterChain
@@ -65,6 +66,8 @@ class Runtime:
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
+        # Before routing: the key's rpm/tpm. None when no key has limits.
+        self.gate = Gate.build(self.state.limits, None, self.client_keys)
         kept = previous.providers if previous is not None else {}
         self.providers: dict[str, Provider] = {}
         self.taken_over: set[str] = set()  # providers running already, in `previous`

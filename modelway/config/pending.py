@@ -12,11 +12,6 @@ def not_yet_enforced(config: Config) -> list[str]:
     found = []
     if config.auth.forward_auth is not None:
         found.append("auth.forward_auth: external auth is not called yet; only auth.keys are checked")
-    for i, key in enumerate(config.auth.keys):
-        if key.rpm is not None or key.tpm is not None:
-            found.append(f"auth.keys[{i}]: rpm/tpm limits are not enforced yet")
-    if config.state.backend == "redis":
-        found.append("state.backend: redis is not available yet; state stays in this process")
     for i, model in enumerate(config.models):
         if model.passthrough_url is not None:
             found.append(f"models[{i}].passthrough_url: not applied yet")

@@ -3,6 +3,7 @@ none changes what an earlier one made:
 
     parse     (incoming.py)  scope, body → Incoming: path, dialect, parsed body, headers, client
     map       (resolve.py)   Incoming → the requested public model
+    admit     (admission.py) forward auth, the key's rpm/tpm (only when configured) → Incoming, Ticket
     resolve   (resolve.py)   authorize → router plugins (decide.py) → model table → Resolved:
                              a route or a plugin's ExecutorCall, the public model, answer headers
     attempt   (attempts.py)  retries, fallbacks, hedging over exchanges (exchange.py) → Answer
@@ -30,7 +31,7 @@ from modelway.proxy.attempts import attempt
 from modelway.proxy.body import ClientGone
 from modelway.proxy.dialect import Dialect, dialect_of
 from modelway.proxy.executor import ExecutorCall
-from modelway.proxy.incoming import parse
+from modelway.proxy.incoming import REENTRY, parse
 from modelway.proxy.relay import relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
@@ -38,6 +39,7 @@ from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
     from modelway.asgi import Receive, Scope, Send
+    from modelway.proxy.admission import Ticket
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
     from modelway.routes import ModelRoute
@@ -64,12 +66,18 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         await answer_unexpected(settings, "", exc, send, dialect_of(scope["path"]))
         return
     model = ""
+    ticket: Ticket | None = None
     try:
         model = requested_model(request, runtime.mapper, runtime.table.default_model)
+        gate = runtime.gate
+        if gate is not None and REENTRY not in scope:  # an executor's call was admitted as its caller
+            request, ticket = await gate.admit(request, model)
         routers = runtime.routers
         app = partial(handle, runtime) if routers.routers else None  # executors' way back in
         resolved = await resolve(request, model, runtime.table, routers, app)
     except GatewayError as exc:
+        if ticket is not None:
+            ticket.refund()
         await refuse(settings, send, exc, request.dialect, model)
         return
     except Exception as exc:
@@ -79,7 +87,7 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
     if isinstance(target, ExecutorCall):
         work = target.run(request, resolved.headers, send)
     else:
-        work = proxy(settings, request, resolved.model, target, resolved.headers, send)
+        work = proxy(settings, request, resolved.model, target, resolved.headers, send, ticket)
     await run_until_disconnect(work, scope, receive)
 
 
@@ -90,16 +98,19 @@ async def proxy(
     route: ModelRoute,
     headers: Sequence[tuple[bytes, bytes]],
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
     try:
         answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
+        if ticket is not None:
+            ticket.refund()
         await refuse(settings, send, exc, request.dialect, model, headers)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect, headers)
         return
-    await relay(settings, request, model, headers, answer, send)
+    await relay(settings, request, model, headers, answer, send, ticket)
 
 
 async def refuse(

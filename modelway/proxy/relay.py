@@ -17,6 +17,7 @@ from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usag
 
 if TYPE_CHECKING:
     from modelway.asgi import Send
+    from modelway.proxy.admission import Ticket
     from modelway.proxy.exchange import Answer
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
@@ -58,8 +59,12 @@ async def relay(
     extra_headers: Sequence[tuple[bytes, bytes]],
     answer: Answer,
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
-    """Send `answer`, the answer to `request` as the public model `model`, with `extra_headers`."""
+    """Send `answer`, the answer to `request` as the public model `model`, with `extra_headers`.
+    A limited key's `ticket` is settled with the tokens the answer used before its last byte
+    is sent, so the key's next request finds them charged: the usage the answer reports,
+    else, for a stream, its events (about a token each) besides the prompt's estimate."""
     upstream = answer.upstream
     status = upstream.status
     rewrite_to = request.original_model if settings.rewrite_response_model and status < 300 else None
@@ -69,13 +74,17 @@ async def relay(
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
-        record(settings, model, answer, status, usage_from_body(body) if status < 300 else None)
+        found = usage_from_body(body) if status < 300 else None
+        record(settings, model, answer, status, found)
+        if ticket is not None:
+            ticket.settle(found, status < 400)
         await send_bytes(send, status, body, headers)
         return
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})
     rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
-    usage = StreamUsage() if wants_stream_usage(request.payload) else None
+    metered = ticket is not None and ticket.limits.tpm is not None
+    usage = StreamUsage() if metered or wants_stream_usage(request.payload) else None
     chunk = answer.first_chunk
     rest = answer.rest
     relayed = False
@@ -95,6 +104,8 @@ async def relay(
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
         relayed = True
+        if metered and usage is not None and ticket is not None:
+            ticket.settle(usage.found or (0, usage.events), True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})  # the end before the books
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].

@@ -45,18 +45,21 @@ def usage_from_body(body: bytes) -> tuple[int, int] | None:
 
 
 class StreamUsage:
-    """Finds the usage event of an SSE stream across chunk boundaries."""
+    """Finds the usage event of an SSE stream across chunk boundaries, and counts its events
+    (`events`: about one token each, the estimate of a stream that reports no usage)."""
 
-    __slots__ = ("_tail", "found")
+    __slots__ = ("_tail", "events", "found")
 
     def __init__(self) -> None:
         self._tail = b""
         self.found: tuple[int, int] | None = None
+        self.events = 0
 
     def feed(self, chunk: bytes) -> None:
         data = self._tail + chunk if self._tail else chunk
         cut = data.rfind(b"\n") + 1
         self._tail = data[cut:][-MAX_TAIL:]
+        self.events += data.count(b"data:", 0, cut)
         if MARK not in data[:cut]:
             return
         for line in data[:cut].split(b"\n"):

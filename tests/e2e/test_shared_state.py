@@ -195,3 +195,4 @@ def test_redis_killed_mid_run_costs_no_request_and_the_instances_reconverge(
         sharing(one, two)
         for gateway in (one, two):
             assert chat(gateway, headers=team).status == 200
+        assert redis_server.client().keys("mw-test:{limit}:team")  # the limits live in Redis again
