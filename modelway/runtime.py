@@ -16,6 +16,7 @@ from modelway.decisions import RecentDecisions
 from modelway.failover.health import MemoryHealth
 from modelway.failover.policy import Failover
 from modelway.failover.probe import HealthProber
+from modelway.forward_auth import ForwardAuthClient
 from modelway.importing import resolve
 from modelway.loadmetrics import build_source
 from modelway.mapping import ModelMapper
@@ -66,8 +67,10 @@ class Runtime:
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
-        # Before routing: the key's rpm/tpm. None when no key has limits.
-        self.gate = Gate.build(self.state.limits, None, self.client_keys)
+        forward_auth = config.auth.forward_auth
+        self.forward_auth = ForwardAuthClient(forward_auth) if forward_auth is not None else None
+        # Before routing: forward auth, then the key's rpm/tpm. None when neither is configured.
+        self.gate = Gate.build(self.state.limits, self.forward_auth, self.client_keys)
         kept = previous.providers if previous is not None else {}
         self.providers: dict[str, Provider] = {}
         self.taken_over: set[str] = set()  # providers running already, in `previous`
@@ -107,6 +110,8 @@ class Runtime:
         self.prober.start()
         if self.metrics_source is not None:
             await self.metrics_source.start()
+        if self.forward_auth is not None:
+            await self.forward_auth.start()
         await self.routers.start()
         if not self.state_taken_over:
             await self.state.start()
@@ -122,6 +127,8 @@ class Runtime:
         took over stay open."""
         await self.routers.close()
         await self.prober.stop()
+        if self.forward_auth is not None:
+            await self.forward_auth.close()
         if successor is None or successor.state is not self.state:
             await self.state.close()
         still_used = {id(p) for p in successor.providers.values()} if successor is not None else set()

@@ -10,8 +10,6 @@ from modelway.config.schema import Config
 
 def not_yet_enforced(config: Config) -> list[str]:
     found = []
-    if config.auth.forward_auth is not None:
-        found.append("auth.forward_auth: external auth is not called yet; only auth.keys are checked")
     for i, model in enumerate(config.models):
         if model.passthrough_url is not None:
             found.append(f"models[{i}].passthrough_url: not applied yet")

@@ -116,8 +116,8 @@ def test_check_warns_about_accepted_but_not_yet_enforced_settings(tmp_path: Path
     result = modelway("check", "--config", str(path))
     assert result.returncode == 0  # valid: these keys parse, they just do nothing yet
     assert "warning: models[0].passthrough_url: not applied yet" in result.stderr
-    # Enforced now: rate limits and the redis state backend warn no more.
-    assert "auth.keys" not in result.stderr and "state" not in result.stderr
+    # Enforced now: rate limits, forward auth and the redis state backend warn no more.
+    assert "auth.keys" not in result.stderr and "forward_auth" not in result.stderr and "state" not in result.stderr
 
 
 def test_serve_with_two_workers_and_each_http_protocol(upstream_a: Upstream) -> None:
