@@ -14,7 +14,7 @@ import pytest
 from support.gateway import Gateway
 from support.http import Reply, request
 from support.redis_server import RedisServer, started_redis
-from support.shared import wait_for
+from support.shared import admin_state, wait_for
 from support.upstream import Behaviour, Upstream
 
 ADMIN_KEY = "admin-secret"
@@ -146,3 +146,19 @@ def test_streams_are_charged_with_their_usage_or_their_events(redis_server: Redi
         reply = send(gateway, "team-key", body)
         assert reply.status == 200 and b"[DONE]" in reply.body
         wait_for(lambda: 600 - 107 - 1 <= tokens_left() <= 600 - 107 + 1, 1.0, what=f"charged 107, not {tokens_left()}")
+
+
+def test_workers_share_the_configured_backend(redis_server: RedisServer, upstream_a: Upstream) -> None:
+    """`--workers 2` with the redis backend: each worker is an instance of its own, and they
+    share the limits exactly (connections are spread over the workers by the kernel)."""
+    state = {"backend": "redis", "redis_url": redis_server.url, "key_prefix": "mw-workers:"}
+    config = limits_config(upstream_a, [{"name": "team", "key": "team-key", "rpm": 10}], state)
+    with Gateway(config, workers=2) as gateway:
+        for _ in range(4):  # whichever worker answers sees the other one
+            wait_for(lambda: admin_state(gateway)["state_backend"]["other_instances"] == 1, 10,
+                     what="the workers see each other")
+        statuses = [send(gateway, "team-key").status for _ in range(14)]
+        assert statuses == [200] * 10 + [429] * 4
+    memory = limits_config(upstream_a, [{"name": "team", "key": "team-key", "rpm": 10}])
+    with Gateway(memory, workers=2) as gateway:
+        assert "each worker keeps its own cooldowns" in gateway.logs()
