@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +165,32 @@ def test_workers_share_the_configured_backend(redis_server: RedisServer, upstrea
     memory = limits_config(upstream_a, [{"name": "team", "key": "team-key", "rpm": 10}])
     with Gateway(memory, workers=2) as gateway:
         assert "each worker keeps its own cooldowns" in gateway.logs()
+
+
+def test_rediss_with_a_password_in_the_url_and_the_password_never_shown(tmp_path: Path, upstream_a: Upstream) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+         "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    server = started_redis(tls=tmp_path, password="pw s3cret-canary")
+    try:
+        assert server.url.startswith("rediss://:pw%20s3cret-canary@")
+        state = {"backend": "redis", "redis_url": server.url, "key_prefix": "mw-tls:"}
+        config = limits_config(upstream_a, [{"name": "team", "key": "team-key", "rpm": 2}], state)
+        with Gateway(config) as gateway:
+            assert [send(gateway, "team-key").status for _ in range(3)] == [200, 200, 429]
+            assert server.client().keys("mw-tls:*") != []  # the buckets are in the TLS Redis
+            described = admin_state(gateway)["state_backend"]
+            assert described["up"] is True and described["url"].startswith("rediss://:***@127.0.0.1:")
+            server.stop()
+            assert send(gateway, "free-key").status == 200
+            wait_for(lambda: "is unreachable" in gateway.logs(), 5, what="the outage is logged")
+            assert "rediss://:***@127.0.0.1" in gateway.logs()
+            assert "s3cret-canary" not in gateway.logs()
+            assert "s3cret-canary" not in json.dumps(admin_state(gateway))
+    finally:
+        server.stop()
