@@ -79,3 +79,20 @@ def test_the_password_never_shows_in_the_logged_url() -> None:
     assert safe_url("rediss://:s3cret-pw@redis.example:6380/0") == "rediss://:***@redis.example:6380/0"
     assert safe_url("redis://user:s3cret-pw@host/1") == "redis://user:***@host/1"
     assert "s3cret" not in safe_url("redis://:s3cret-pw@host")
+
+
+async def test_a_charge_not_sent_yet_lands_with_the_keys_next_take(redis_server: RedisServer) -> None:
+    """The answer's usage waits for the writer or the key's next request, whichever comes
+    first, and is counted before that request is: one round trip, in order."""
+    link = RedisLink(redis_server.url, 200, "mw:")
+    limits = RedisLimits(link)
+    rule = Limits(rpm=None, tpm=600)
+    assert await limits.take("team", rule, 100) == 0
+    limits.charge_soon("team", rule, -90)  # it used 10, not 100 (no writer here: it stays pending)
+    limits.charge_soon("other", rule, 5)
+    assert await limits.take("team", rule, 550) == 0  # 600 - 10 >= 550; by the estimate alone, 500 < 550
+    assert list(limits.pending) == ["other"]  # another key's charge is left to the writer
+    await limits.flush()
+    assert limits.pending == {}
+    assert 594 <= float(redis_server.client().hget("mw:{limit}:other", "t") or 0) <= 596
+    await link.close()
