@@ -46,6 +46,7 @@ class Runtime:
     rate-limit buckets and tasks), the metrics and the recent decisions."""
 
     failover: Failover
+    state_errors_before: int
 
     def __init__(self, config: Config, previous: Runtime | None = None) -> None:
         self.config = config
@@ -55,6 +56,9 @@ class Runtime:
         same_state = previous is not None and previous.config.state == config.state
         self.state: StateBackend = previous.state if previous is not None and same_state else build_state(config.state)
         self.state_taken_over = same_state  # running already, in `previous`
+        # modelway_state_backend_errors_total carries on across a reload that replaced the backend
+        self.state_errors_before = 0 if previous is None else (
+            previous.state_errors_before if same_state else previous.state_backend_errors())
         health = self.state.health(routing.cooldown)
         if previous is not None and previous.config.routing.cooldown == routing.cooldown:
             if same_state:
@@ -147,7 +151,7 @@ class Runtime:
         await self.close(successor)
 
     def state_backend_errors(self) -> int:
-        return self.state.errors()
+        return self.state_errors_before + self.state.errors()
 
 
 class RuntimeRef:

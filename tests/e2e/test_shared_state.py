@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from support.gateway import Gateway
 from support.http import Reply, request
 from support.redis_server import RedisServer, started_redis
-from support.shared import ADMIN_KEY, admin_state, deployment, metric, sharing, wait_for
+from support.shared import ADMIN, ADMIN_KEY, admin_state, deployment, metric, sharing, wait_for
 from support.upstream import Behaviour, Upstream
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -196,3 +197,25 @@ def test_redis_killed_mid_run_costs_no_request_and_the_instances_reconverge(
         for gateway in (one, two):
             assert chat(gateway, headers=team).status == 200
         assert redis_server.client().keys("mw-test:{limit}:team")  # the limits live in Redis again
+
+
+def test_a_reload_takes_over_the_link_and_keeps_sharing(
+    redis_server: RedisServer, upstream_a: Upstream, upstream_b: Upstream
+) -> None:
+    """A reload with the same `state:` keeps the backend (the same instance in Redis, its
+    limits); one that changes the cooldowns attaches the new health to it, still shared."""
+    config = shared_config(redis_server.url, upstream_a, upstream_b, server={"watch_config": False})
+    with Gateway(config) as one, Gateway(config) as two:
+        sharing(one, two)
+        before = admin_state(two)["state_backend"]["instance"]
+        changed = {**config, "routing": {"retries": 1, "cooldown": {"failures": 1, "window_s": 60, "cooldown_s": 45}}}
+        two.config_path.write_text(yaml.safe_dump(changed))
+        assert request(two.url, "POST", "/admin/reload", headers=ADMIN).status == 200
+        assert admin_state(two)["state_backend"]["instance"] == before  # the link and its tasks were taken over
+        upstream_a.reset(Behaviour(status=500))
+        for _ in range(2):
+            assert chat(one).status == 200
+        # Its new runtime counts one's failure with its own settings: cooled for 45 s, not one's 30.
+        wait_for(lambda: deployment(admin_state(two), "a")["cooldown_s"] > 40, 1.0,
+                 what="two's new runtime hears of one's failure")
+        assert len(redis_server.client().keys("mw-test:{state}:inflight:*")) == 2  # no third instance
