@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support.gateway import Gateway
+from support.gateway import Gateway, free_port
 from support.http import Reply, request
 from support.redis_server import RedisServer, started_redis
 from support.shared import ADMIN, ADMIN_KEY, admin_state, deployment, metric, sharing, wait_for
@@ -219,3 +220,45 @@ def test_a_reload_takes_over_the_link_and_keeps_sharing(
         wait_for(lambda: deployment(admin_state(two), "a")["cooldown_s"] > 40, 1.0,
                  what="two's new runtime hears of one's failure")
         assert len(redis_server.client().keys("mw-test:{state}:inflight:*")) == 2  # no third instance
+
+
+def test_a_hung_redis_slows_no_request_beyond_timeout_ms(
+    redis_server: RedisServer, upstream_a: Upstream, upstream_b: Upstream
+) -> None:
+    """Redis stops answering (SIGSTOP: connections stay open, nothing comes back): requests of
+    a limited key wait for it at most state.timeout_ms, once, then go on with local state."""
+    config = shared_config(
+        redis_server.url, upstream_a, upstream_b,
+        auth={"admin_key": ADMIN_KEY, "keys": [{"name": "team", "key": "team-key", "rpm": 100000}]},
+    )
+    with Gateway(config) as gateway:
+        sharing(gateway)
+        assert chat(gateway, headers=team).status == 200
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            times = []
+            for _ in range(10):
+                started = time.monotonic()
+                assert chat(gateway, headers=team).status == 200
+                times.append(time.monotonic() - started)
+            assert max(times) < 0.5  # timeout_ms is 200
+            assert sorted(times)[5] < 0.1  # most never waited at all
+            wait_for(lambda: admin_state(gateway)["state_backend"]["up"] is False, 2, what="redis marked down")
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        wait_for(lambda: admin_state(gateway)["state_backend"]["up"], 15, 0.1, "redis back")
+
+
+def test_redis_unreachable_from_the_start_fails_no_request(upstream_a: Upstream, upstream_b: Upstream) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    config = shared_config(
+        dead, upstream_a, upstream_b,
+        auth={"admin_key": ADMIN_KEY, "keys": [{"name": "team", "key": "team-key", "rpm": 2}]},
+    )
+    with Gateway(config) as gateway:
+        # The instance's own buckets stand in: the limit still holds, per instance.
+        assert [chat(gateway, headers=team).status for _ in range(3)] == [200, 200, 429]
+        text = request(gateway.url, "GET", "/metrics").body.decode()
+        assert metric(text, "modelway_state_backend_errors_total") >= 1
+        assert gateway.logs().count("is unreachable") == 1  # one line, however many calls failed
