@@ -21,7 +21,6 @@ from modelway.config.secrets import config_secrets
 from modelway.deployment import usable
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound, clip
 from modelway.exposition import build_registry
-from modelway.http1.server import DRAINING
 from modelway.logs import redact_secrets, setup_logging
 from modelway.proxy import pipeline
 from modelway.proxy.auth import ClientIdentity
@@ -62,9 +61,7 @@ async def health(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 
 
 async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
-    state = scope.get("state")
-    drain = state.get(DRAINING) if state else None
-    if drain is not None and drain.started:
+    if runtime.draining:
         await send_json(send, 503, {"status": "not ready", "reason": "draining: the gateway is shutting down"})
         return
     configured = sum(len(route.deployments) for route in runtime.models.values())
@@ -174,6 +171,10 @@ class Gateway:
     def __init__(self, ref: RuntimeRef, reloader: Reloader | None = None) -> None:
         self.ref = ref
         self.reloader = reloader or Reloader(ref, None)
+
+    def begin_drain(self) -> None:
+        """Called by modelway's server protocol when a graceful shutdown begins (SIGTERM/SIGINT)."""
+        self.ref.current.draining = True
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]

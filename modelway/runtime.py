@@ -46,6 +46,7 @@ class Runtime:
         self.metrics: Metrics = previous.metrics if previous is not None else Metrics()
         self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
+        self.draining: bool = previous.draining if previous is not None else False  # /ready answers 503
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
         kept = previous.providers if previous is not None else {}
