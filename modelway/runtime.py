@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from modelway.accesslog import AccessLog
 from modelway.config.schema import Config
 from modelway.decisions import RecentDecisions
 from modelway.failover.policy import Failover
@@ -47,6 +48,8 @@ class Runtime:
         self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
         self.draining: bool = previous.draining if previous is not None else False  # /ready answers 503
+        kept_log = previous.access if previous is not None else None
+        self.access: AccessLog | None = (kept_log or AccessLog()) if config.server.access_log else None
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
         kept = previous.providers if previous is not None else {}
@@ -79,6 +82,7 @@ class Runtime:
             selected_provider_header=header.lower().encode("latin-1") if header else None,
             rewrite_response_model=config.server.response_model == "requested",
             load=self.metrics_source,  # an empty snapshot until started
+            access=self.access,
         )
 
     async def start(self) -> None:

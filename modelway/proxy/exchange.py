@@ -16,6 +16,7 @@ from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, Upstream
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest
 from modelway.proxy.splice import Unspliceable, nested, with_model
+from modelway.proxy.usage import injects_stream_usage, with_usage_requested
 from modelway.strategies.base import Outcome
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ def upstream_body(request: Incoming, model: str, deployment: Deployment, model_k
     numbers and everything else reach the provider as the client wrote them."""
     target = deployment.upstream_model or model
     options = deployment.options
+    if request.stream and injects_stream_usage(request.path, True, request.payload, deployment.provider.kind):
+        options = with_usage_requested(request.payload, options)  # for the tokens and cost of streams
     if not options and target == request.original_model:
         return request.raw_body  # nothing to change: the client's bytes go out as they came
     try:

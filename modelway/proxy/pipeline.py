@@ -58,10 +58,11 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
     except ClientGone:
         return
     except GatewayError as exc:
-        await refuse(settings, send, exc, dialect_of(scope["path"]), "")
+        await refuse(settings, send, exc, dialect_of(scope["path"]), "", path=scope["path"])
         return
     except Exception as exc:
         await answer_unexpected(settings, "", exc, send, dialect_of(scope["path"]))
+        log_refusal(settings, scope["path"], None, "", 500, "internal_error")
         return
     model = ""
     try:
@@ -70,10 +71,11 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         app = partial(handle, runtime) if routers.routers else None  # executors' way back in
         resolved = await resolve(request, model, runtime.table, routers, app)
     except GatewayError as exc:
-        await refuse(settings, send, exc, request.dialect, model)
+        await refuse(settings, send, exc, request.dialect, model, request=request)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
     target = resolved.target
     if isinstance(target, ExecutorCall):
@@ -94,10 +96,11 @@ async def proxy(
     try:
         answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
-        await refuse(settings, send, exc, request.dialect, model, headers)
+        await refuse(settings, send, exc, request.dialect, model, headers, request=request)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect, headers)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
     await relay(settings, request, model, headers, answer, send)
 
@@ -109,10 +112,48 @@ async def refuse(
     dialect: Dialect,
     model: str,
     headers: Sequence[tuple[bytes, bytes]] = NO_HEADERS,
+    *,
+    request: Incoming | None = None,
+    path: str = "",
 ) -> None:
-    """An answer modelway gives itself: counted, then sent in the client's dialect."""
+    """An answer modelway gives itself: counted, logged, then sent in the client's dialect."""
     settings.metrics.rejected(settings.metric_model(model), error.status)
+    attempts = error.headers.get("x-modelway-attempts")
+    log_refusal(settings, request.path if request is not None else path, request, model, error.status,
+                error.code or type(error).__name__, int(attempts) if attempts else 0)
     await send_error(send, error, dialect, headers)
+
+
+def log_refusal(
+    settings: ProxySettings,
+    path: str,
+    request: Incoming | None,
+    model: str,
+    status: int,
+    error: str,
+    attempts: int = 0,
+) -> None:
+    access = settings.access
+    if access is None:
+        return
+    access.write({
+        "method": "POST",
+        "path": path,
+        "status": status,
+        "client": request.client.name if request is not None and request.client is not None else None,
+        "original_model": request.original_model if request is not None else None,
+        "model": settings.metric_model(model) or None,
+        "provider": None,
+        "upstream_model": None,
+        "attempts": attempts,
+        "duration_ms": None,
+        "ttft_ms": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": None,
+        "error": error,
+        "dialect": request.dialect if request is not None else None,
+    })
 
 
 class DisconnectWatch:
