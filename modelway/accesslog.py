@@ -34,21 +34,26 @@ PIPE_BUF = 4096  # POSIX: a pipe write of at most this many bytes is never inter
 
 
 class Timestamps:
-    """ISO 8601 UTC with milliseconds; the seconds part formatted once per second."""
+    """ISO 8601 UTC with milliseconds, made once per millisecond (requests share it under
+    load) and its seconds part once per second."""
 
-    __slots__ = ("prefix", "second")
+    __slots__ = ("ms", "prefix", "second", "text")
 
     def __init__(self) -> None:
-        self.second = -1
-        self.prefix = ""
+        self.ms = self.second = -1
+        self.prefix = self.text = ""
 
     def now(self) -> str:
-        wall = time.time()
-        second = int(wall)
+        ms = int(time.time() * 1000)
+        if ms == self.ms:
+            return self.text
+        self.ms = ms
+        second = ms // 1000
         if second != self.second:
             self.second = second
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.prefix}.{int((wall - second) * 1000):03d}Z"
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        self.text = "%s%03dZ" % (self.prefix, ms % 1000)  # noqa: UP031 (faster than an f-string here)
+        return self.text
 
 
 class AccessLog:
