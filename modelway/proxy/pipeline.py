@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelway.errors import GatewayError
+from modelway.errors import BadRequest, GatewayError, clip
 from modelway.http1.cycle import DISCONNECT_EXTENSION
 from modelway.proxy.attempts import attempt
 from modelway.proxy.body import ClientGone
@@ -78,6 +78,12 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
     target = resolved.target
+    if request.stream and not isinstance(target, ExecutorCall) and target.config.passthrough_url is not None:
+        error = BadRequest(
+            f"model {clip(resolved.model)!r} passes its answers through a service that needs the whole answer: "
+            "send this request with stream false", param="stream", code="stream_not_supported")
+        await refuse(settings, send, error, request.dialect, resolved.model, resolved.headers, request=request)
+        return
     if isinstance(target, ExecutorCall):
         work = target.run(request, resolved.headers, send)
     else:

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelway.accesslog import cost_usd
-from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
+from modelway.errors import AllAttemptsFailed, GatewayError, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
-from modelway.proxy.responses import send_bytes, sse_error_event
+from modelway.proxy.responses import send_bytes, send_error, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
 from modelway.proxy.unexpected import internal_error, log_unexpected
 from modelway.proxy.usage import StreamUsage, injects_stream_usage, usage_from_body, wants_stream_usage
@@ -92,6 +92,30 @@ def record(
 BROKEN = "stream_broken"
 
 
+async def pass_through(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    answer: Answer,
+    usage: tuple[int, int] | None,
+    url: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    """The LLM's answer goes to the model's passthrough service; the client gets its answer."""
+    assert settings.passthrough is not None
+    try:
+        status, content_type, data = await settings.passthrough.post(url, body, answer.upstream.content_type)
+    except GatewayError as exc:
+        record(settings, request, model, answer, exc.status, usage)
+        await send_error(send, exc, request.dialect, [h for h in headers if h[0].lower() != b"content-type"])
+        return
+    record(settings, request, model, answer, status, usage)
+    kept = [h for h in headers if h[0].lower() not in (b"content-type", b"content-encoding")]
+    await send_bytes(send, status, data, [(b"content-type", content_type), *kept])
+
+
 async def relay(
     settings: ProxySettings,
     request: Incoming,
@@ -110,7 +134,13 @@ async def relay(
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
-        record(settings, request, model, answer, status, usage_from_body(body) if status < 300 else None)
+        tokens = usage_from_body(body) if status < 300 else None
+        route = settings.models.get(model)
+        passthrough_url = route.config.passthrough_url if route is not None else None
+        if passthrough_url is not None and status < 300 and settings.passthrough is not None:
+            await pass_through(settings, request, model, answer, tokens, passthrough_url, body, headers, send)
+            return
+        record(settings, request, model, answer, status, tokens)
         await send_bytes(send, status, body, headers)
         return
     assert answer.rest is not None

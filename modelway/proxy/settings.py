@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from modelway.decisions import RecentDecisions
     from modelway.failover.policy import Failover
     from modelway.metrics import Metrics
+    from modelway.passthrough import Passthrough
     from modelway.routes import ModelRoute
 
 
@@ -31,6 +32,7 @@ class ProxySettings:
     rewrite_response_model: bool  # server.response_model: requested
     load: LoadSource | None  # the load-metrics source strategies read (View.load)
     access: AccessLog | None  # server.access_log: one JSON line per request on stdout
+    passthrough: Passthrough | None  # when some model has a passthrough_url
 
     def metric_model(self, name: str) -> str:
         """The model label of an answer modelway gave itself: names the client made up
