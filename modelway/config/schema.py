@@ -47,6 +47,18 @@ class ServerConfig(Strict):
     body_timeout_s: float = Field(30, gt=0)  # a body not complete this long after its head: 408
 
 
+class TelemetryConfig(Strict):
+    otlp_endpoint: str | None = None
+    service_name: str = Field("modelway", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+
 class StateConfig(Strict):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -253,6 +265,7 @@ class MetricsConfig(Strict):
 
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig | None = None
     state: StateConfig = Field(default_factory=StateConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from modelway.metrics import Metrics
     from modelway.passthrough import Passthrough
     from modelway.routes import ModelRoute
+    from modelway.tracing import Tracing
 
 
 class LoadSource(Protocol):
@@ -33,6 +34,7 @@ class ProxySettings:
     load: LoadSource | None  # the load-metrics source strategies read (View.load)
     access: AccessLog | None  # server.access_log: one JSON line per request on stdout
     passthrough: Passthrough | None  # when some model has a passthrough_url
+    tracing: Tracing | None  # telemetry.otlp_endpoint: spans per request and attempt
 
     def metric_model(self, name: str) -> str:
         """The model label of an answer modelway gave itself: names the client made up
