@@ -78,6 +78,7 @@ class Runtime:
             selected_provider_header=header.lower().encode("latin-1") if header else None,
             rewrite_response_model=config.server.response_model == "requested",
             load=self.metrics_source,  # an empty snapshot until started
+            stream_ping_s=config.server.stream_ping_s,
         )
 
     async def start(self) -> None:

@@ -34,6 +34,7 @@ from modelway.proxy.incoming import parse
 from modelway.proxy.relay import relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
+from modelway.proxy.translated import relay_translated
 from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
@@ -99,7 +100,10 @@ async def proxy(
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect, headers)
         return
-    await relay(settings, request, model, headers, answer, send)
+    if answer.translation is None:
+        await relay(settings, request, model, headers, answer, send)
+    else:
+        await relay_translated(settings, request, model, headers, answer, send)
 
 
 async def refuse(

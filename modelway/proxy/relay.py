@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
+from modelway.proxy.dialect import OPENAI
 from modelway.proxy.responses import send_bytes, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
 from modelway.proxy.unexpected import internal_error, log_unexpected
@@ -75,7 +76,7 @@ async def relay(
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})
     rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
-    usage = StreamUsage() if wants_stream_usage(request.payload) else None
+    usage = StreamUsage() if request.dialect != OPENAI or wants_stream_usage(request.payload) else None
     chunk = answer.first_chunk
     rest = answer.rest
     relayed = False

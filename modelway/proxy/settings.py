@@ -29,6 +29,7 @@ class ProxySettings:
     selected_provider_header: bytes | None  # routing.selected_provider_header, lower-case
     rewrite_response_model: bool  # server.response_model: requested
     load: LoadSource | None  # the load-metrics source strategies read (View.load)
+    stream_ping_s: float = 10.0  # server.stream_ping_s: a translated stream's keep-alive interval; 0: none
 
     def metric_model(self, name: str) -> str:
         """The model label of an answer modelway gave itself: names the client made up

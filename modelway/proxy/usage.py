@@ -1,8 +1,12 @@
 """Token usage read from answers, for the tokens and cost metrics.
 
-A non-stream answer is searched for `"usage"` (and parsed only when it is there). A
-stream is read only when the client asked for usage (`stream_options.include_usage`):
-otherwise chunks are copied without being looked at.
+A non-stream answer is searched for `"usage"` (and parsed only when it is there). An
+OpenAI chat stream is read only when the client asked for usage
+(`stream_options.include_usage`): otherwise chunks are copied without being looked at.
+Anthropic Messages streams always carry usage (input tokens in `message_start`, output
+tokens in `message_delta`), and Responses streams in `response.completed`: relayed natively,
+they are read too. A translated stream's usage comes from its translator
+(proxy/translated.py).
 """
 
 from __future__ import annotations
@@ -16,8 +20,19 @@ MARK = b'"usage"'
 MAX_TAIL = 64 * 1024
 
 
+NESTED = ("message", "response")  # Anthropic's message_start, Responses' response.completed
+
+
 def usage_of(payload: Any) -> tuple[int, int] | None:
-    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    usage = payload.get("usage")
+    if usage is None:
+        for key in NESTED:
+            inner = payload.get(key)
+            if isinstance(inner, dict) and isinstance(inner.get("usage"), dict):
+                usage = inner["usage"]
+                break
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
@@ -45,7 +60,9 @@ def usage_from_body(body: bytes) -> tuple[int, int] | None:
 
 
 class StreamUsage:
-    """Finds the usage event of an SSE stream across chunk boundaries."""
+    """Finds the usage events of an SSE stream across chunk boundaries. A count an event
+    leaves at 0 keeps the value an earlier one gave (Anthropic tells the input tokens in
+    message_start and the output tokens in message_delta)."""
 
     __slots__ = ("_tail", "found")
 
@@ -66,6 +83,9 @@ class StreamUsage:
                 except orjson.JSONDecodeError:
                     continue
                 if found is not None:
+                    before = self.found
+                    if before is not None:
+                        found = (found[0] or before[0], found[1] or before[1])
                     self.found = found
 
 
