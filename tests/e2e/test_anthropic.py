@@ -486,3 +486,18 @@ def test_a_fallback_to_another_kind_of_provider_translates_that_attempt(
     assert raw.headers["x-modelway-attempts"] == "2" and raw.headers["x-modelway-provider"] == "claude"
     assert raw.parse().choices[0].message.content == "hello from claude-backend"
     assert claude_upstream.received[-1].path == "/v1/messages"
+
+
+def test_a_native_stream_broken_midway_ends_with_an_error_event(
+    gateway: Gateway, claude_upstream: AnthropicUpstream
+) -> None:
+    claude_upstream.reset(Behaviour(break_after=4))
+    reply = post_json(gateway.url, "/v1/messages", {"model": "claude-native", "max_tokens": 50, "stream": True,
+                                                    "messages": [{"role": "user", "content": "hi"}]},
+                      headers={"x-api-key": CLIENT_KEY})
+    frames = events(reply.body)
+    assert [name for name, _ in frames][:4] == ["message_start", "ping", "content_block_start", "content_block_delta"]
+    name, data = frames[-1]
+    assert name == "error" and data == {"type": "error", "error": {"type": "api_error", "message": data["error"][
+        "message"]}}
+    assert "broke off" in data["error"]["message"] and "message_stop" not in [n for n, _ in frames]

@@ -353,6 +353,11 @@ def test_count_tokens_runs_the_chain(gateway: Gateway, upstream_b: Upstream) -> 
     assert reply.json()["seen"]["source_format"] == "anthropic"
 
 
+def test_routers_see_responses_requests_as_such(gateway: Gateway) -> None:
+    reply = chat(gateway, {"first": "echo"}, path="/v1/responses", body={"model": "chat-a", "input": "hi"})
+    assert reply.json()["seen"]["source_format"] == "responses"
+
+
 def test_debug_header_only_when_asked(gateway: Gateway) -> None:
     reply = chat(gateway, {"alpha": "model chat-b"}, debug=False)
     assert reply.status == 200
