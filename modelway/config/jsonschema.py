@@ -32,6 +32,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "response_model": "What 'model' clients see in answers: the upstream's name, or the name they requested.",
         "watch_config": "Reload when the config file changes.",
         "drain_s": "On SIGTERM/SIGINT: how long requests and streams in flight may finish before the process exits.",
+        "access_log": "One JSON line per request on stdout (never bodies, never secrets).",
         "max_header_bytes": "Request line and headers together; more gets 431 (a target over 8192 bytes: 414).",
         "max_headers": "Header fields in a request; more gets 431.",
         "body_timeout_s": "A request body not complete this long after its head gets 408 and the connection closed.",

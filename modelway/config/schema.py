@@ -41,6 +41,7 @@ class ServerConfig(Strict):
     response_model: Literal["upstream", "requested"] = "upstream"
     watch_config: bool = True
     drain_s: int = Field(30, ge=0)
+    access_log: bool = True
     max_header_bytes: int = Field(65536, ge=1024)  # request line + headers: 431 beyond
     max_headers: int = Field(100, ge=1)  # 431 beyond
     body_timeout_s: float = Field(30, gt=0)  # a body not complete this long after its head: 408

@@ -21,6 +21,7 @@ from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, Upstream
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest
 from modelway.proxy.splice import Unspliceable, nested, with_model
+from modelway.proxy.usage import injects_stream_usage, with_usage_requested
 from modelway.strategies.base import Outcome
 from modelway.translation import LocalResponse, Translation, choose
 
@@ -111,6 +112,8 @@ def upstream_body(request: Incoming, model: str, deployment: Deployment, model_k
     options = deployment.options
     if deployment.max_output_tokens is not None:
         options = clamped(request.payload, options, deployment.max_output_tokens)
+    if request.stream and injects_stream_usage(request.path, True, request.payload, deployment.provider.kind):
+        options = with_usage_requested(request.payload, options)  # for the tokens and cost of streams
     if not options and target == request.original_model:
         return request.raw_body  # nothing to change: the client's bytes go out as they came
     try:
@@ -142,10 +145,11 @@ def translated(
         return None
     translation = kind(request, deployment, request.original_model if settings.rewrite_response_model else None)
     outgoing = translation.outgoing(model, headers, record.fresh)
+    # The access log's `dialect` says it for every request; this line is there for debugging.
     if translation.local:
-        log.info("%s: %s, estimated here (%s not asked)", request.path, translation.name, deployment.name)
+        log.debug("%s: %s, estimated here (%s not asked)", request.path, translation.name, deployment.name)
     else:
-        log.info("%s: %s, to %s", request.path, translation.name, deployment.name)
+        log.debug("%s: %s, to %s", request.path, translation.name, deployment.name)
     return translation, outgoing
 
 

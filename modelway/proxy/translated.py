@@ -23,7 +23,7 @@ import orjson
 
 from modelway.errors import AllAttemptsFailed, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
-from modelway.proxy.relay import CLIENT_CLOSED, record, route_headers
+from modelway.proxy.relay import BROKEN, CLIENT_CLOSED, pass_through, record, route_headers
 from modelway.proxy.responses import JSON_TYPE, error_body, send_bytes
 from modelway.proxy.unexpected import internal_error, log_unexpected
 from modelway.proxy.usage import usage_from_body
@@ -53,7 +53,7 @@ async def relay_translated(
     if answer.body is not None:
         await send_whole(settings, request, model, extra_headers, answer, translation, send)
     else:
-        await send_stream(settings, model, extra_headers, answer, translation, send)
+        await send_stream(settings, request, model, extra_headers, answer, translation, send)
 
 
 async def send_whole(
@@ -81,13 +81,20 @@ async def send_whole(
     elif status >= 400:
         body = translation.error(status, raw)
     answer.finish(ok=status < 400)
-    record(settings, model, answer, status, usage_from_body(raw) if status < 300 else None)
+    tokens = usage_from_body(raw) if status < 300 else None
     headers = [JSON_TYPE, *(h for h in route_headers(model, answer, extra_headers) if h[0].lower() != CONTENT_TYPE)]
+    route = settings.models.get(model)
+    passthrough_url = route.config.passthrough_url if route is not None else None
+    if passthrough_url is not None and status < 300 and settings.passthrough is not None:
+        await pass_through(settings, request, model, answer, tokens, passthrough_url, body, headers, send)
+        return
+    record(settings, request, model, answer, status, tokens)
     await send_bytes(send, status, body, headers)
 
 
 async def send_stream(
     settings: ProxySettings,
+    request: Incoming,
     model: str,
     extra_headers: Sequence[tuple[bytes, bytes]],
     answer: Answer,
@@ -118,7 +125,7 @@ async def send_stream(
                 break
         tail = translator.finish() if translator.failure is None else b""
         if translator.failure is not None:  # an error event, or a stream that ended unfinished
-            broken(settings, model, answer, "upstream_error_event", translator.usage)
+            broken(settings, request, model, answer, "upstream_error_event", translator.usage)
         if pinger is not None:
             await pinger.close()
         relayed = True
@@ -129,7 +136,7 @@ async def send_stream(
             await pinger.close()
         message = f"upstream stream from {answer.deployment.name} broke off: {exc.message}"
         tail = translator.fail(message, 504 if isinstance(exc, UpstreamTimeout) else 502)
-        broken(settings, model, answer, exc.kind, None)
+        broken(settings, request, model, answer, exc.kind, None)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return
     except Exception as exc:  # a bug: the stream ends as a broken one does, counted as a 500
@@ -139,7 +146,7 @@ async def send_stream(
         answer.finish(ok=False, error="internal_error")
         tail = translator.fail(internal_error(exc).message, 500)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
-        record(settings, model, answer, 500, None)
+        record(settings, request, model, answer, 500, None)
         return
     finally:
         if pinger is not None:
@@ -148,16 +155,19 @@ async def send_stream(
             # Not relayed to the end only when the client left: no verdict on the deployment.
             answer.finish(ok=True, observe=relayed)
             if not relayed:
-                record(settings, model, answer, CLIENT_CLOSED, None)
+                record(settings, request, model, answer, CLIENT_CLOSED, None)
     if translator.failure is None:
-        record(settings, model, answer, status, translator.usage)
+        record(settings, request, model, answer, status, translator.usage)
 
 
-def broken(settings: ProxySettings, model: str, answer: Answer, error: str, usage: tuple[int, int] | None) -> None:
+def broken(
+    settings: ProxySettings, request: Incoming, model: str, answer: Answer, error: str,
+    usage: tuple[int, int] | None,
+) -> None:
     """A stream that ended in an error frame after bytes reached the client: a failure of its deployment."""
     answer.finish(ok=False, error=error)
     settings.failover.error(answer.deployment, BROKEN_STREAM)
-    record(settings, model, answer, "stream_broken", usage)
+    record(settings, request, model, answer, BROKEN, usage)
 
 
 class Pinger:

@@ -194,7 +194,9 @@ class Upstream:
                 headers=behaviour.extra_headers,
             )
         if isinstance(body, dict) and body.get("stream") is True:
-            return await self._stream(request, model, behaviour)
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await self._stream(request, model, behaviour, usage)
         if behaviour.body_bytes:
             return await self._big(request, behaviour.body_bytes)
         return web.json_response(
@@ -229,7 +231,9 @@ class Upstream:
         await response.write_eof()
         return response
 
-    async def _stream(self, request: web.Request, model: Any, behaviour: Behaviour) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, model: Any, behaviour: Behaviour, usage: bool = False
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-upstream": self.name})
         await response.prepare(request)
         if behaviour.raw_stream is not None:
@@ -266,6 +270,11 @@ class Upstream:
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
         }
         await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+        if usage:  # as OpenAI does with stream_options.include_usage: a last chunk with no choices
+            tokens = {"prompt_tokens": 7, "completion_tokens": behaviour.chunks, "total_tokens": 7 + behaviour.chunks}
+            final = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1, "model": model,
+                     "choices": [], "usage": tokens}
+            await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
