@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -118,7 +119,10 @@ def test_responses_create_on_a_chat_backend(gateway: Gateway, chat_upstream: Cha
     assert seen.body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
     assert seen.body["max_tokens"] == 1000  # the client's 5000, clamped to max_output_tokens
     assert "store" not in seen.body
-    assert "responses→openai" in gateway.logs()
+    deadline = time.monotonic() + 3
+    while '"dialect":"responses→openai"' not in gateway.logs() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert '"dialect":"responses→openai"' in gateway.logs()  # the access log names the crossing
 
 
 def test_responses_stream_text(gateway: Gateway, chat_upstream: ChatUpstream) -> None:
