@@ -94,6 +94,7 @@ class Runtime:
             access=self.access,
             passthrough=self.passthrough,
             tracing=self.tracing,
+            stream_ping_s=config.server.stream_ping_s,
         )
 
     async def start(self) -> None:

@@ -35,6 +35,7 @@ from modelway.proxy.incoming import parse
 from modelway.proxy.relay import CLIENT_CLOSED, relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
+from modelway.proxy.translated import relay_translated
 from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
@@ -112,7 +113,10 @@ async def proxy(
         await answer_unexpected(settings, model, exc, send, request.dialect, headers)
         log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
-    await relay(settings, request, model, headers, answer, send)
+    if answer.translation is None:
+        await relay(settings, request, model, headers, answer, send)
+    else:
+        await relay_translated(settings, request, model, headers, answer, send)
 
 
 async def refuse(

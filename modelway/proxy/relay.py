@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from modelway.accesslog import cost_usd
 from modelway.errors import AllAttemptsFailed, GatewayError, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
+from modelway.proxy.dialect import OPENAI
 from modelway.proxy.responses import send_bytes, send_error, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
 from modelway.proxy.unexpected import internal_error, log_unexpected
@@ -87,7 +88,7 @@ def record(
             "output_tokens": usage[1] if usage is not None else None,
             "cost_usd": cost_usd(deployment, usage),
             "error": error,
-            "dialect": request.dialect,
+            "dialect": request.dialect if answer.translation is None else answer.translation.name,
         })
 
 
@@ -152,6 +153,8 @@ async def relay(
         usage: StreamUsage | None = StreamUsage()
     elif injects_stream_usage(request.path, True, request.payload, answer.deployment.provider.kind):
         usage = StreamUsage(strip=True)  # asked for by the gateway: the client does not get it
+    elif request.dialect != OPENAI:
+        usage = StreamUsage()  # Anthropic's and Responses' streams carry usage of their own
     else:
         usage = None
     chunk = answer.first_chunk

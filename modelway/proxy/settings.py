@@ -35,6 +35,7 @@ class ProxySettings:
     access: AccessLog | None  # server.access_log: one JSON line per request on stdout
     passthrough: Passthrough | None  # when some model has a passthrough_url
     tracing: Tracing | None  # telemetry.otlp_endpoint: spans per request and attempt
+    stream_ping_s: float = 10.0  # server.stream_ping_s: a translated stream's keep-alive interval; 0: none
 
     def metric_model(self, name: str) -> str:
         """The model label of an answer modelway gave itself: names the client made up

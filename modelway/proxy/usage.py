@@ -5,7 +5,10 @@ OpenAI-style stream (chat or legacy completions), the gateway asks the upstream 
 (`stream_options.include_usage: true`) whether or not the client did; when the client did
 not, the usage-only chunk the upstream then adds (`"choices": []`) is taken out of what the
 client receives. Chunks are searched for a usage object (`"usage": {`) in C; only a chunk
-that has one is split into lines and parsed.
+that has one is split into lines and parsed. Anthropic Messages streams always carry usage
+(input tokens in `message_start`, output tokens in `message_delta`), and Responses streams in
+`response.completed`: relayed natively, they are read too. A translated stream's usage comes
+from its translator (proxy/translated.py).
 """
 
 from __future__ import annotations
@@ -19,8 +22,19 @@ MARK = b'"usage"'
 MAX_TAIL = 64 * 1024
 
 
+NESTED = ("message", "response")  # Anthropic's message_start, Responses' response.completed
+
+
 def usage_of(payload: Any) -> tuple[int, int] | None:
-    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    usage = payload.get("usage")
+    if usage is None:
+        for key in NESTED:
+            inner = payload.get(key)
+            if isinstance(inner, dict) and isinstance(inner.get("usage"), dict):
+                usage = inner["usage"]
+                break
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
@@ -77,7 +91,9 @@ class StreamUsage:
     """Finds the usage object of an SSE stream, and takes the usage-only event out of the
     chunks when `strip` (the client did not ask for it). A usage event split across two
     chunks is still read, but then reaches the client: holding bytes back would delay the
-    stream, and an extra chunk with no choices is what clients asking for usage get anyway."""
+    stream, and an extra chunk with no choices is what clients asking for usage get anyway.
+    A count an event leaves at 0 keeps the value an earlier one gave (Anthropic tells the
+    input tokens in message_start and the output tokens in message_delta)."""
 
     __slots__ = ("_tail", "found", "strip")
 
@@ -103,6 +119,9 @@ class StreamUsage:
                     continue
                 found = usage_of(payload)
                 if found is not None:
+                    before = self.found
+                    if before is not None:
+                        found = (found[0] or before[0], found[1] or before[1])
                     self.found = found
                     if self.strip and isinstance(payload, dict) and payload.get("choices") == []:
                         kept = [e for e in events if e.strip() != line.strip()]
