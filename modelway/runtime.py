@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from modelway.accesslog import AccessLog
 from modelway.config.schema import Config
 from modelway.decisions import RecentDecisions
 from modelway.failover.health import MemoryHealth
@@ -21,6 +22,7 @@ from modelway.importing import resolve
 from modelway.loadmetrics import build_source
 from modelway.mapping import ModelMapper
 from modelway.metrics import Metrics
+from modelway.passthrough import Passthrough
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
 from modelway.proxy.admission import Gate
@@ -30,6 +32,7 @@ from modelway.routers.chain import RouterChain
 from modelway.routes import ModelTable
 from modelway.state.backend import Attached, StateBackend
 from modelway.state.build import build_state
+from modelway.tracing import Tracing
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
@@ -69,6 +72,16 @@ class Runtime:
         self.metrics: Metrics = previous.metrics if previous is not None else Metrics()
         self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
+        self.draining: bool = previous.draining if previous is not None else False  # /ready answers 503
+        kept_log = previous.access if previous is not None else None
+        telemetry = config.telemetry
+        if previous is not None and previous.tracing is not None and previous.config.telemetry == telemetry:
+            self.tracing: Tracing | None = previous.tracing
+        else:
+            self.tracing = Tracing(telemetry) if telemetry is not None and telemetry.otlp_endpoint else None
+        wanted = any(m.passthrough_url for m in config.models)
+        self.passthrough: Passthrough | None = Passthrough() if wanted else None
+        self.access: AccessLog | None = (kept_log or AccessLog()) if config.server.access_log else None
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
         forward_auth = config.auth.forward_auth
@@ -105,6 +118,10 @@ class Runtime:
             selected_provider_header=header.lower().encode("latin-1") if header else None,
             rewrite_response_model=config.server.response_model == "requested",
             load=self.metrics_source,  # an empty snapshot until started
+            access=self.access,
+            passthrough=self.passthrough,
+            tracing=self.tracing,
+            stream_ping_s=config.server.stream_ping_s,
         )
 
     async def start(self) -> None:
@@ -116,6 +133,8 @@ class Runtime:
             await self.metrics_source.start()
         if self.forward_auth is not None:
             await self.forward_auth.start()
+        if self.passthrough is not None:
+            await self.passthrough.start()
         await self.routers.start()
         if not self.state_taken_over:
             await self.state.start()
@@ -141,6 +160,12 @@ class Runtime:
                 await provider.close()
         if self.metrics_source is not None:
             await self.metrics_source.close()
+        if self.passthrough is not None:
+            await self.passthrough.close()
+        if self.tracing is not None and (successor is None or successor.tracing is not self.tracing):
+            self.tracing.close()
+        if self.access is not None and successor is None:
+            self.access.flush()  # the process is stopping: what is still batched
 
     async def retire(self, successor: Runtime, patience_s: float = RETIRE_PATIENCE_S) -> None:
         """After a reload: wait until the requests and streams still running on this

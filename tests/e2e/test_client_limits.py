@@ -143,12 +143,22 @@ def test_streams_are_charged_with_their_usage_or_their_events(redis_server: Redi
         # The charge is sent beside the answer, not before it: it lands within ms.
         wait_for(lambda: 600 - 20 - 1 <= tokens_left() <= 600 - 20 + 1, 1.0, what="charged 20")
         store.delete("mw-limits:{limit}:team")
-        # A stream that reports none: the prompt's estimate, and a token per event (5 chunks, the
-        # last one, [DONE]: 7).
+        # The gateway asks an OpenAI upstream for usage the client did not ask for (7 + 5 here).
         upstream_a.reset(Behaviour(chunks=5))
         reply = send(gateway, "team-key", body)
+        assert reply.status == 200 and b"[DONE]" in reply.body and b'"usage"' not in reply.body
+        wait_for(lambda: 600 - 12 - 1 <= tokens_left() <= 600 - 12 + 1, 1.0, what=f"charged 12, not {tokens_left()}")
+        store.delete("mw-limits:{limit}:team")
+        # A stream that reports none all the same: the prompt's estimate, and a token per event (4).
+        upstream_a.reset(Behaviour(raw_stream=[
+            b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n',
+            b'data: {"choices": [{"index": 0, "delta": {"content": "b"}}]}\n\n'
+            b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n',
+            b"data: [DONE]\n\n",
+        ]))
+        reply = send(gateway, "team-key", body)
         assert reply.status == 200 and b"[DONE]" in reply.body
-        wait_for(lambda: 600 - 107 - 1 <= tokens_left() <= 600 - 107 + 1, 1.0, what=f"charged 107, not {tokens_left()}")
+        wait_for(lambda: 600 - 104 - 1 <= tokens_left() <= 600 - 104 + 1, 1.0, what=f"charged 104, not {tokens_left()}")
 
 
 def test_workers_share_the_configured_backend(redis_server: RedisServer, upstream_a: Upstream) -> None:
