@@ -40,9 +40,9 @@ def limits_config(upstream: Upstream, keys: list[dict[str, Any]], state: dict[st
     }
 
 
-def body_of_size(size: int, stream: bool = False) -> bytes:
+def body_of_size(size: int, stream: bool = False, **extra: Any) -> bytes:
     """A chat request of exactly `size` bytes (its tpm estimate: size // 4 tokens)."""
-    payload: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": ""}]}
+    payload: dict[str, Any] = {"model": "m", **extra, "messages": [{"role": "user", "content": ""}]}
     if stream:
         payload["stream"] = True
     pad = size - len(json.dumps(payload).encode())
@@ -98,6 +98,18 @@ def test_tpm_is_prechecked_with_the_estimate_and_charged_with_real_usage(upstrea
         assert statuses == [200] * 6 + [429]
         assert send(gateway, "team-key", body).headers["retry-after"] == "3"
         assert send(gateway, "free-key", body).status == 200
+
+
+def test_a_translated_answer_is_charged_with_its_real_usage(upstream_a: Upstream) -> None:
+    """As above, through the Anthropic Messages API to an OpenAI-speaking provider: the
+    translated answer's usage (3 + 3) is charged, and the 429 is Anthropic-shaped."""
+    keys = [{"name": "team", "key": "team-key", "tpm": 60}]
+    with Gateway(limits_config(upstream_a, keys)) as gateway:
+        body = body_of_size(108, max_tokens=8)
+        replies = [send(gateway, "team-key", body, "/v1/messages") for _ in range(7)]
+        assert [r.status for r in replies] == [200] * 6 + [429]
+        assert replies[0].json()["type"] == "message"  # translated
+        assert replies[-1].json()["error"]["type"] == "rate_limit_error"
 
 
 def test_two_gateways_share_a_keys_rpm_exactly(redis_server: RedisServer, upstream_a: Upstream) -> None:
