@@ -21,9 +21,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from modelway.state.link import RedisLink
+if TYPE_CHECKING:
+    from modelway.state.link import RedisLink  # redis (and what it imports) only for the redis backend
 
 BUCKET_TTL_S = 120  # a key idle for two minutes has full buckets again: its state may go
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -96,3 +98,15 @@ async def test_a_charge_not_sent_yet_lands_with_the_keys_next_take(redis_server:
     assert limits.pending == {}
     assert 594 <= float(redis_server.client().hget("mw:{limit}:other", "t") or 0) <= 596
     await link.close()
+
+
+def test_the_memory_backend_never_imports_redis() -> None:
+    """redis-py (which imports OpenTelemetry where it is installed) is loaded only by a
+    config that needs it: a gateway on the memory backend does not pay for its import."""
+    code = (
+        "import sys; from modelway.app import create_app; from modelway.runtime import Runtime;"
+        "from modelway.config import load_config; create_app(Runtime(load_config(None)));"
+        "print('redis' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
