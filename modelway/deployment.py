@@ -17,6 +17,7 @@ class DeploymentStats:
     """Live per-instance counters a strategy may read (never I/O)."""
 
     inflight: int = 0
+    others: int = 0  # in flight at the other instances, as they last published (redis state backend)
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
 
 

@@ -35,6 +35,10 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
     redact_secrets(config_secrets(config))
     for warning in not_yet_enforced(config):
         log.warning("config: %s", warning)
+    if workers > 1 and config.state.backend == "memory":
+        log.warning("--workers %d with state.backend memory: each worker keeps its own cooldowns, in-flight "
+                    "counts and rpm/tpm buckets (a key may send its limit to each worker); state.backend: redis "
+                    "shares them (docs/scaling.md)", workers)
     if config_path:
         os.environ["MODELWAY_CONFIG"] = os.path.abspath(config_path)
     else:

@@ -24,9 +24,9 @@ def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 class Failover:
-    def __init__(self, routing: RoutingConfig) -> None:
+    def __init__(self, routing: RoutingConfig, health: HealthState | None = None) -> None:
         self.retry_on: frozenset[str | int] = frozenset(routing.retry_on)
-        self.health: HealthState = MemoryHealth(routing.cooldown)
+        self.health: HealthState = health if health is not None else MemoryHealth(routing.cooldown)
         self.cooldown_s = routing.cooldown.cooldown_s
         self.key_retry_s = routing.cooldown.key_retry_s
         self.key_retry_max_s = max(routing.cooldown.key_retry_max_s, self.key_retry_s)
@@ -54,18 +54,20 @@ class Failover:
     ) -> bool:
         """Record an upstream answer's status. True when another credential of the same
         deployment may be tried (the failure was the key's, not the deployment's)."""
-        if credential.disabled and status not in KEY_STATUSES:
-            deployment.provider.credentials.enable(credential)  # a disabled key's test passed
+        pool = deployment.provider.credentials
+        if credential.disabled and status not in KEY_STATUSES and pool.enable(credential):
+            self.health.credential(pool.provider, credential)  # a disabled key's test passed
         if status < 400:
             return False
         now = time.monotonic() if now is None else now
-        pool = deployment.provider.credentials
         if pool.pooled and status in KEY_STATUSES:
-            pool.disable(credential, status, now, self.key_retry_s, self.key_retry_max_s)
+            if pool.disable(credential, status, now, self.key_retry_s, self.key_retry_max_s):
+                self.health.credential(pool.provider, credential)
             return True
         retry_after = parse_retry_after(header(headers, b"retry-after")) if status in (429, 503) else None
         if pool.pooled and status == 429:
-            pool.cool(credential, now + (retry_after if retry_after is not None else self.cooldown_s))
+            if pool.cool(credential, now + (retry_after if retry_after is not None else self.cooldown_s)):
+                self.health.credential(pool.provider, credential)
             return True
         if retry_after is not None:
             self.health.hold(deployment.health, now + retry_after)

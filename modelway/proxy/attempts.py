@@ -71,7 +71,8 @@ class RequestView:
         return self._request.hash_key(hash_on)
 
     def inflight(self, deployment: Deployment) -> int:
-        return deployment.stats.inflight
+        stats = deployment.stats
+        return stats.inflight + stats.others
 
 
 class AttemptLoop:

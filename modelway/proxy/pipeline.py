@@ -3,6 +3,7 @@ none changes what an earlier one made:
 
     parse     (incoming.py)  scope, body → Incoming: path, dialect, parsed body, headers, client
     map       (resolve.py)   Incoming → the requested public model
+    admit     (admission.py) forward auth, the key's rpm/tpm (only when configured) → Incoming, Ticket
     resolve   (resolve.py)   authorize → router plugins (decide.py) → model table → Resolved:
                              a route or a plugin's ExecutorCall, the public model, answer headers
     attempt   (attempts.py)  retries, fallbacks, hedging over exchanges (exchange.py) → Answer
@@ -31,7 +32,7 @@ from modelway.proxy.attempts import attempt
 from modelway.proxy.body import ClientGone
 from modelway.proxy.dialect import Dialect, dialect_of
 from modelway.proxy.executor import ExecutorCall
-from modelway.proxy.incoming import parse
+from modelway.proxy.incoming import REENTRY, parse
 from modelway.proxy.relay import CLIENT_CLOSED, relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
@@ -40,6 +41,7 @@ from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
     from modelway.asgi import Receive, Scope, Send
+    from modelway.proxy.admission import Ticket
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
     from modelway.routes import ModelRoute
@@ -67,12 +69,18 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         log_refusal(settings, scope["path"], None, "", 500, "internal_error")
         return
     model = ""
+    ticket: Ticket | None = None
     try:
         model = requested_model(request, runtime.mapper, runtime.table.default_model)
+        gate = runtime.gate
+        if gate is not None and REENTRY not in scope:  # an executor's call was admitted as its caller
+            request, ticket = await gate.admit(request, model)
         routers = runtime.routers
         app = partial(handle, runtime) if routers.routers else None  # executors' way back in
         resolved = await resolve(request, model, runtime.table, routers, app)
     except GatewayError as exc:
+        if ticket is not None:
+            ticket.refund()
         await refuse(settings, send, exc, request.dialect, model, request=request)
         return
     except Exception as exc:
@@ -84,6 +92,8 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         error = BadRequest(
             f"model {clip(resolved.model)!r} passes its answers through a service that needs the whole answer: "
             "send this request with stream false", param="stream", code="stream_not_supported")
+        if ticket is not None:
+            ticket.refund()
         await refuse(settings, send, error, request.dialect, resolved.model, resolved.headers, request=request)
         return
     if isinstance(target, ExecutorCall):
@@ -92,7 +102,7 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         else:
             work = logged_executor(settings, request, resolved.model, target, resolved.headers, send)
     else:
-        work = proxy(settings, request, resolved.model, target, resolved.headers, send)
+        work = proxy(settings, request, resolved.model, target, resolved.headers, send, ticket)
     await run_until_disconnect(work, scope, receive)
 
 
@@ -103,10 +113,13 @@ async def proxy(
     route: ModelRoute,
     headers: Sequence[tuple[bytes, bytes]],
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
     try:
         answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
+        if ticket is not None:
+            ticket.refund()
         await refuse(settings, send, exc, request.dialect, model, headers, request=request)
         return
     except Exception as exc:
@@ -114,9 +127,9 @@ async def proxy(
         log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
     if answer.translation is None:
-        await relay(settings, request, model, headers, answer, send)
+        await relay(settings, request, model, headers, answer, send, ticket)
     else:
-        await relay_translated(settings, request, model, headers, answer, send)
+        await relay_translated(settings, request, model, headers, answer, send, ticket)
 
 
 async def refuse(

@@ -19,6 +19,7 @@ from modelway.proxy.usage import StreamUsage, injects_stream_usage, usage_from_b
 
 if TYPE_CHECKING:
     from modelway.asgi import Send
+    from modelway.proxy.admission import Ticket
     from modelway.proxy.exchange import Answer
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
@@ -126,8 +127,12 @@ async def relay(
     extra_headers: Sequence[tuple[bytes, bytes]],
     answer: Answer,
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
-    """Send `answer`, the answer to `request` as the public model `model`, with `extra_headers`."""
+    """Send `answer`, the answer to `request` as the public model `model`, with `extra_headers`.
+    A limited key's `ticket` is settled with the tokens the answer used before its last byte
+    is sent, so the key's next request finds them charged: the usage the answer reports,
+    else, for a stream, its events (about a token each) besides the prompt's estimate."""
     upstream = answer.upstream
     status = upstream.status
     rewrite_to = request.original_model if settings.rewrite_response_model and status < 300 else None
@@ -138,6 +143,8 @@ async def relay(
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
         tokens = usage_from_body(body) if status < 300 else None
+        if ticket is not None:
+            ticket.settle(tokens, status < 400)
         route = settings.models.get(model)
         passthrough_url = route.config.passthrough_url if route is not None else None
         if passthrough_url is not None and status < 300 and settings.passthrough is not None:
@@ -153,10 +160,12 @@ async def relay(
         usage: StreamUsage | None = StreamUsage()
     elif injects_stream_usage(request.path, True, request.payload, answer.deployment.provider.kind):
         usage = StreamUsage(strip=True)  # asked for by the gateway: the client does not get it
-    elif request.dialect != OPENAI:
-        usage = StreamUsage()  # Anthropic's and Responses' streams carry usage of their own
+    elif request.dialect != OPENAI or ticket is not None:
+        usage = StreamUsage()  # Anthropic's and Responses' streams carry usage of their own; a limited key's is read
     else:
         usage = None
+    if ticket is not None and usage is not None:
+        usage.count = True  # for a stream that reports no usage: a token per event
     chunk = answer.first_chunk
     rest = answer.rest
     relayed = False
@@ -176,6 +185,8 @@ async def relay(
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
         relayed = True
+        if ticket is not None and usage is not None:
+            ticket.settle(usage.found or (0, usage.events), True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})  # the end before the books
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: end with an error event, no [DONE].

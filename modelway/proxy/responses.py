@@ -44,6 +44,10 @@ def error_body(error: GatewayError, dialect: Dialect) -> dict[str, Any]:
 
 async def send_error(send: Send, error: GatewayError, dialect: Dialect = OPENAI, headers: Headers = ()) -> None:
     extra = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    if error.raw is not None:  # an answer made elsewhere (the forward auth service's), sent as it is
+        body, content_type = error.raw
+        await send_bytes(send, error.status, body, [(b"content-type", content_type), *headers, *extra])
+        return
     await send_json(send, error.status, error_body(error, dialect), [*headers, *extra])
 
 

@@ -30,6 +30,7 @@ from modelway.proxy.usage import usage_from_body
 
 if TYPE_CHECKING:
     from modelway.asgi import Send
+    from modelway.proxy.admission import Ticket
     from modelway.proxy.exchange import Answer
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
@@ -46,14 +47,16 @@ async def relay_translated(
     extra_headers: Sequence[tuple[bytes, bytes]],
     answer: Answer,
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
-    """Send `answer`, which came through `answer.translation`, in the client's dialect."""
+    """Send `answer`, which came through `answer.translation`, in the client's dialect; a
+    limited key's `ticket` is settled with the answer's usage before its last byte."""
     translation = answer.translation
     assert translation is not None
     if answer.body is not None:
-        await send_whole(settings, request, model, extra_headers, answer, translation, send)
+        await send_whole(settings, request, model, extra_headers, answer, translation, send, ticket)
     else:
-        await send_stream(settings, request, model, extra_headers, answer, translation, send)
+        await send_stream(settings, request, model, extra_headers, answer, translation, send, ticket)
 
 
 async def send_whole(
@@ -64,6 +67,7 @@ async def send_whole(
     answer: Answer,
     translation: Translation,
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
     status = answer.upstream.status
     raw = answer.body
@@ -82,6 +86,8 @@ async def send_whole(
         body = translation.error(status, raw)
     answer.finish(ok=status < 400)
     tokens = usage_from_body(raw) if status < 300 else None
+    if ticket is not None:
+        ticket.settle(tokens, status < 400)
     headers = [JSON_TYPE, *(h for h in route_headers(model, answer, extra_headers) if h[0].lower() != CONTENT_TYPE)]
     route = settings.models.get(model)
     passthrough_url = route.config.passthrough_url if route is not None else None
@@ -100,6 +106,7 @@ async def send_stream(
     answer: Answer,
     translation: Translation,
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
     status = answer.upstream.status
     rest = answer.rest
@@ -129,6 +136,8 @@ async def send_stream(
         if pinger is not None:
             await pinger.close()
         relayed = True
+        if ticket is not None:
+            ticket.settle(translator.usage, True)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
     except UpstreamError as exc:
         # Bytes already reached the client, so no retry: the dialect's error frame ends it.

@@ -93,20 +93,26 @@ class StreamUsage:
     chunks is still read, but then reaches the client: holding bytes back would delay the
     stream, and an extra chunk with no choices is what clients asking for usage get anyway.
     A count an event leaves at 0 keeps the value an earlier one gave (Anthropic tells the
-    input tokens in message_start and the output tokens in message_delta)."""
+    input tokens in message_start and the output tokens in message_delta). With `count` it
+    counts the events too (`events`: about one token each, a limited key's charge for a
+    stream whose upstream reports no usage)."""
 
-    __slots__ = ("_tail", "found", "strip")
+    __slots__ = ("_tail", "count", "events", "found", "strip")
 
     def __init__(self, strip: bool = False) -> None:
         self._tail = b""
         self.found: tuple[int, int] | None = None
         self.strip = strip
+        self.count = False
+        self.events = 0
 
     def feed(self, chunk: bytes) -> bytes:
         """Read `chunk`; returns it as the client should get it."""
         data = self._tail + chunk if self._tail else chunk
         cut = data.rfind(b"\n") + 1
         self._tail = data[cut:][-MAX_TAIL:]
+        if self.count:
+            self.events += data.count(b"data:", 0, cut)
         if USAGE_OBJECT.search(data, 0, cut) is None:
             return chunk
         stripped = False

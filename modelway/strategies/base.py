@@ -55,7 +55,8 @@ class View(Protocol):
         """The consistent-hash key the request carries for `hash_on`, or None."""
 
     def inflight(self, deployment: Deployment) -> int:
-        """Requests in flight at `deployment` (this instance's count)."""
+        """Requests in flight at `deployment`: this instance's, plus the other instances' as
+        they last published them (state.backend: redis; at most INFLIGHT_INTERVAL_S old)."""
 
 
 @dataclass(slots=True, frozen=True)
