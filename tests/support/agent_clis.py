@@ -43,14 +43,19 @@ def installed_cli(name: str) -> Path:
     path = BIN / name
     with _install_lock:
         if not path.exists() and _install_failure is None:
-            done = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, timeout=600)
-            if done.returncode == NO_NPM:
+            if shutil.which("npm") is None:
                 _install_failure = "skip"
-            elif done.returncode != 0:
-                output = done.stdout + done.stderr
-                _install_failure = f"scripts/install-agent-clis.sh failed ({done.returncode}):\n{output}"
-    if _install_failure == "skip" or (not path.exists() and shutil.which("npm") is None):
-        pytest.skip(f"{name} CLI not installed and npm is not on PATH: install Node.js and npm, then scripts/test.sh")
+            else:
+                done = subprocess.run([shutil.which("bash") or "/bin/bash", str(INSTALL)], capture_output=True,
+                                      text=True, timeout=600)
+                if done.returncode == NO_NPM:
+                    _install_failure = "skip"
+                elif done.returncode != 0:
+                    output = done.stdout + done.stderr
+                    _install_failure = f"scripts/install-agent-clis.sh failed ({done.returncode}):\n{output}"
+    if _install_failure == "skip":
+        pytest.skip(f"the {name} CLI is not installed and npm is not on PATH: install Node.js and npm, "
+                    "then run scripts/test.sh (or scripts/install-agent-clis.sh)")
     if _install_failure is not None:
         pytest.fail(_install_failure)
     return path
