@@ -34,6 +34,7 @@ class Deployment:
     output_cost_per_mtok: float = 0.0
     max_concurrency: int | None = None
     max_context: int | None = None
+    max_output_tokens: int | None = None  # clamps the output limit a client asks for
     stats: DeploymentStats = field(default_factory=DeploymentStats)
     health: HealthRecord = field(default_factory=HealthRecord)
     # x-modelway-provider and, when the upstream name is fixed, x-modelway-model: encoded

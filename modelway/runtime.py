@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from modelway.accesslog import AccessLog
 from modelway.config.schema import Config
 from modelway.decisions import RecentDecisions
 from modelway.failover.policy import Failover
@@ -18,6 +19,7 @@ from modelway.importing import resolve
 from modelway.loadmetrics import build_source
 from modelway.mapping import ModelMapper
 from modelway.metrics import Metrics
+from modelway.passthrough import Passthrough
 from modelway.providers import PROVIDER_KINDS
 from modelway.providers.base import Provider
 from modelway.proxy.auth import ClientKeys
@@ -46,6 +48,11 @@ class Runtime:
         self.metrics: Metrics = previous.metrics if previous is not None else Metrics()
         self.decisions: RecentDecisions = previous.decisions if previous is not None else RecentDecisions()
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
+        self.draining: bool = previous.draining if previous is not None else False  # /ready answers 503
+        kept_log = previous.access if previous is not None else None
+        wanted = any(m.passthrough_url for m in config.models)
+        self.passthrough: Passthrough | None = Passthrough() if wanted else None
+        self.access: AccessLog | None = (kept_log or AccessLog()) if config.server.access_log else None
         self.max_body_bytes = config.server.max_body_bytes
         self.client_keys = ClientKeys(config.auth)
         kept = previous.providers if previous is not None else {}
@@ -78,6 +85,9 @@ class Runtime:
             selected_provider_header=header.lower().encode("latin-1") if header else None,
             rewrite_response_model=config.server.response_model == "requested",
             load=self.metrics_source,  # an empty snapshot until started
+            access=self.access,
+            passthrough=self.passthrough,
+            stream_ping_s=config.server.stream_ping_s,
         )
 
     async def start(self) -> None:
@@ -87,6 +97,8 @@ class Runtime:
         self.prober.start()
         if self.metrics_source is not None:
             await self.metrics_source.start()
+        if self.passthrough is not None:
+            await self.passthrough.start()
         await self.routers.start()
 
     async def close(self, successor: Runtime | None = None) -> None:
@@ -99,6 +111,8 @@ class Runtime:
                 await provider.close()
         if self.metrics_source is not None:
             await self.metrics_source.close()
+        if self.passthrough is not None:
+            await self.passthrough.close()
 
     async def retire(self, successor: Runtime, patience_s: float = RETIRE_PATIENCE_S) -> None:
         """After a reload: wait until the requests and streams still running on this

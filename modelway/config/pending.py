@@ -17,7 +17,4 @@ def not_yet_enforced(config: Config) -> list[str]:
             found.append(f"auth.keys[{i}]: rpm/tpm limits are not enforced yet")
     if config.state.backend == "redis":
         found.append("state.backend: redis is not available yet; state stays in this process")
-    for i, model in enumerate(config.models):
-        if model.passthrough_url is not None:
-            found.append(f"models[{i}].passthrough_url: not applied yet")
     return found

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from modelway.config.schema import RoutingConfig
 from modelway.deployment import Deployment
+from modelway.failover import events
 from modelway.failover.health import HealthState, MemoryHealth, parse_retry_after
 from modelway.providers.credentials import Credential
 
@@ -32,12 +33,16 @@ class Failover:
 
     def error(self, deployment: Deployment, kind: str, now: float | None = None) -> None:
         """A connection error, timeout or broken stream on this deployment."""
-        if kind in self.retry_on or kind == BROKEN_STREAM:
-            self.health.failure(deployment.health, time.monotonic() if now is None else now)
+        failing = kind in self.retry_on or kind == BROKEN_STREAM
+        if failing and self.health.failure(deployment.health, time.monotonic() if now is None else now):
+            events.cooled(deployment, deployment.health.cooled_until, f"repeated failures (last: {kind})")
 
     def recovered(self, deployment: Deployment) -> None:
         """A probe sent while every deployment was cooling got an answer: this one is back."""
+        cooling = deployment.health.cooling(time.monotonic())
         self.health.recovered(deployment.health, time.monotonic())
+        if cooling:
+            events.recovered(deployment)
 
     def status(
         self,
@@ -64,6 +69,7 @@ class Failover:
             return True
         if retry_after is not None:
             self.health.hold(deployment.health, now + retry_after)
-        if status in self.retry_on:
-            self.health.failure(deployment.health, now)
+            events.cooled(deployment, deployment.health.cooled_until, f"HTTP {status} with Retry-After")
+        if status in self.retry_on and self.health.failure(deployment.health, now):
+            events.cooled(deployment, deployment.health.cooled_until, f"repeated failures (last: HTTP {status})")
         return False

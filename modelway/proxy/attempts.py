@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelway.errors import (
     AllAttemptsFailed,
+    GatewayError,
     GatewayTimeout,
     NoHealthyDeployment,
     UpstreamError,
@@ -159,6 +160,7 @@ class AttemptLoop:
                     record = self.pending.pop(task)
                     exc = task.exception()
                     if exc is not None and not isinstance(exc, UpstreamError):
+                        self.abandon()
                         raise exc
                     answer = self.settle(record, exc or task.result())
                     if answer is not None:
@@ -180,6 +182,9 @@ class AttemptLoop:
                 answer = self.settle(record, await exchange(self.request, self.model, record, self.settings))
             except UpstreamError as exc:
                 answer = self.settle(record, exc)
+            except GatewayError:  # the request itself is refused (a body a translation cannot read)
+                self.abandon()
+                raise
             if answer is not None:
                 return self.won(answer, ())
             if (record := self.next_attempt()) is None:
@@ -258,6 +263,12 @@ class AttemptLoop:
             self.failed_answer.finish(ok=False, error=str(self.failed_answer.upstream.status))
         answer.attempts = len(self.history)
         return answer
+
+    def abandon(self) -> None:
+        """The request ends in an error of its own: the answer kept for pass-through is released."""
+        failed = self.failed_answer
+        if failed is not None:
+            failed.finish(ok=False, error=str(failed.upstream.status))
 
     def lost(self) -> Answer:
         failed = self.failed_answer

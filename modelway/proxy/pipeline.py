@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelway.errors import GatewayError
+from modelway.errors import BadRequest, GatewayError, clip
 from modelway.http1.cycle import DISCONNECT_EXTENSION
 from modelway.proxy.attempts import attempt
 from modelway.proxy.body import ClientGone
@@ -34,6 +34,7 @@ from modelway.proxy.incoming import parse
 from modelway.proxy.relay import relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
+from modelway.proxy.translated import relay_translated
 from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
@@ -58,10 +59,11 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
     except ClientGone:
         return
     except GatewayError as exc:
-        await refuse(settings, send, exc, dialect_of(scope["path"]), "")
+        await refuse(settings, send, exc, dialect_of(scope["path"]), "", path=scope["path"])
         return
     except Exception as exc:
         await answer_unexpected(settings, "", exc, send, dialect_of(scope["path"]))
+        log_refusal(settings, scope["path"], None, "", 500, "internal_error")
         return
     model = ""
     try:
@@ -70,12 +72,19 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         app = partial(handle, runtime) if routers.routers else None  # executors' way back in
         resolved = await resolve(request, model, runtime.table, routers, app)
     except GatewayError as exc:
-        await refuse(settings, send, exc, request.dialect, model)
+        await refuse(settings, send, exc, request.dialect, model, request=request)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
     target = resolved.target
+    if request.stream and not isinstance(target, ExecutorCall) and target.config.passthrough_url is not None:
+        error = BadRequest(
+            f"model {clip(resolved.model)!r} passes its answers through a service that needs the whole answer: "
+            "send this request with stream false", param="stream", code="stream_not_supported")
+        await refuse(settings, send, error, request.dialect, resolved.model, resolved.headers, request=request)
+        return
     if isinstance(target, ExecutorCall):
         work = target.run(request, resolved.headers, send)
     else:
@@ -94,12 +103,16 @@ async def proxy(
     try:
         answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
-        await refuse(settings, send, exc, request.dialect, model, headers)
+        await refuse(settings, send, exc, request.dialect, model, headers, request=request)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect, headers)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
-    await relay(settings, request, model, headers, answer, send)
+    if answer.translation is None:
+        await relay(settings, request, model, headers, answer, send)
+    else:
+        await relay_translated(settings, request, model, headers, answer, send)
 
 
 async def refuse(
@@ -109,10 +122,48 @@ async def refuse(
     dialect: Dialect,
     model: str,
     headers: Sequence[tuple[bytes, bytes]] = NO_HEADERS,
+    *,
+    request: Incoming | None = None,
+    path: str = "",
 ) -> None:
-    """An answer modelway gives itself: counted, then sent in the client's dialect."""
+    """An answer modelway gives itself: counted, logged, then sent in the client's dialect."""
     settings.metrics.rejected(settings.metric_model(model), error.status)
+    attempts = error.headers.get("x-modelway-attempts")
+    log_refusal(settings, request.path if request is not None else path, request, model, error.status,
+                error.code or type(error).__name__, int(attempts) if attempts else 0)
     await send_error(send, error, dialect, headers)
+
+
+def log_refusal(
+    settings: ProxySettings,
+    path: str,
+    request: Incoming | None,
+    model: str,
+    status: int,
+    error: str,
+    attempts: int = 0,
+) -> None:
+    access = settings.access
+    if access is None:
+        return
+    access.write({
+        "method": "POST",
+        "path": path,
+        "status": status,
+        "client": request.client.name if request is not None and request.client is not None else None,
+        "original_model": request.original_model if request is not None else None,
+        "model": settings.metric_model(model) or None,
+        "provider": None,
+        "upstream_model": None,
+        "attempts": attempts,
+        "duration_ms": None,
+        "ttft_ms": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": None,
+        "error": error,
+        "dialect": request.dialect if request is not None else None,
+    })
 
 
 class DisconnectWatch:

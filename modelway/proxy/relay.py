@@ -8,12 +8,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from modelway.errors import AllAttemptsFailed, GatewayTimeout, UpstreamError, UpstreamTimeout
+from modelway.accesslog import cost_usd
+from modelway.errors import AllAttemptsFailed, GatewayError, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
-from modelway.proxy.responses import send_bytes, sse_error_event
+from modelway.proxy.dialect import OPENAI
+from modelway.proxy.responses import send_bytes, send_error, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
 from modelway.proxy.unexpected import internal_error, log_unexpected
-from modelway.proxy.usage import StreamUsage, usage_from_body, wants_stream_usage
+from modelway.proxy.usage import StreamUsage, injects_stream_usage, usage_from_body, wants_stream_usage
 
 if TYPE_CHECKING:
     from modelway.asgi import Send
@@ -40,15 +42,79 @@ CLIENT_CLOSED = 499  # nginx's status for a client that closed the request
 
 
 def record(
-    settings: ProxySettings, model: str, answer: Answer, status: int | str, usage: tuple[int, int] | None
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    answer: Answer,
+    status: int | str,
+    usage: tuple[int, int] | None,
 ) -> None:
-    """The answer in the metrics and in the recent decisions (the status page's)."""
+    """The answer in the metrics, the recent decisions (the status page's) and the access log.
+    `status` is the upstream's, or "stream_broken", or CLIENT_CLOSED."""
     deployment = answer.deployment
     provider = deployment.provider.name
-    settings.metrics.request(model, provider, status, time.monotonic() - answer.started_at, answer.ttft_s)
+    duration_s = time.monotonic() - answer.started_at
+    settings.metrics.request(model, provider, status, duration_s, answer.ttft_s)
     settings.decisions.add(model, deployment.model_name, provider, status, answer.attempts)
     if usage is not None:
         settings.metrics.usage(model, deployment, *usage)
+    access = settings.access
+    if access is not None:
+        error: str | None
+        if status == BROKEN:
+            code, error = answer.upstream.status, BROKEN
+        elif status == CLIENT_CLOSED:
+            code, error = CLIENT_CLOSED, "client_closed"
+        else:
+            code = status if isinstance(status, int) else 500
+            error = None if code < 400 else ("internal_error" if code == 500 and answer.upstream.status != 500
+                                            else f"upstream_{code}")
+        ttft = answer.ttft_s
+        access.write({
+            "method": "POST",
+            "path": request.path,
+            "status": code,
+            "client": request.client.name if request.client is not None else None,
+            "original_model": request.original_model,
+            "model": model,
+            "provider": provider,
+            "upstream_model": deployment.upstream_model or model,
+            "attempts": answer.attempts,
+            "duration_ms": round(duration_s * 1000, 2),
+            "ttft_ms": round(ttft * 1000, 2) if ttft is not None else None,
+            "input_tokens": usage[0] if usage is not None else None,
+            "output_tokens": usage[1] if usage is not None else None,
+            "cost_usd": cost_usd(deployment, usage),
+            "error": error,
+            "dialect": request.dialect if answer.translation is None else answer.translation.name,
+        })
+
+
+BROKEN = "stream_broken"
+
+
+async def pass_through(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    answer: Answer,
+    usage: tuple[int, int] | None,
+    url: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    """The LLM's answer goes to the model's passthrough service; the client gets its answer."""
+    assert settings.passthrough is not None
+    try:
+        status, content_type, data = await settings.passthrough.post(url, body, answer.upstream.content_type)
+    except GatewayError as exc:
+        record(settings, request, model, answer, exc.status, usage)
+        await send_error(send, exc, request.dialect, [h for h in headers if h[0].lower() != b"content-type"])
+        return
+    record(settings, request, model, answer, status, usage)
+    kept = [h for h in headers if h[0].lower() not in (b"content-type", b"content-encoding")]
+    await send_bytes(send, status, data, [(b"content-type", content_type), *kept])
 
 
 async def relay(
@@ -69,20 +135,33 @@ async def relay(
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)
-        record(settings, model, answer, status, usage_from_body(body) if status < 300 else None)
+        tokens = usage_from_body(body) if status < 300 else None
+        route = settings.models.get(model)
+        passthrough_url = route.config.passthrough_url if route is not None else None
+        if passthrough_url is not None and status < 300 and settings.passthrough is not None:
+            await pass_through(settings, request, model, answer, tokens, passthrough_url, body, headers, send)
+            return
+        record(settings, request, model, answer, status, tokens)
         await send_bytes(send, status, body, headers)
         return
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})
     rewriter = SSEModelRewriter(rewrite_to) if rewrite_to else None
-    usage = StreamUsage() if wants_stream_usage(request.payload) else None
+    if wants_stream_usage(request.payload):
+        usage: StreamUsage | None = StreamUsage()
+    elif injects_stream_usage(request.path, True, request.payload, answer.deployment.provider.kind):
+        usage = StreamUsage(strip=True)  # asked for by the gateway: the client does not get it
+    elif request.dialect != OPENAI:
+        usage = StreamUsage()  # Anthropic's and Responses' streams carry usage of their own
+    else:
+        usage = None
     chunk = answer.first_chunk
     rest = answer.rest
     relayed = False
     try:
         while True:
             if usage is not None:
-                usage.feed(chunk)
+                chunk = usage.feed(chunk)
             if rewriter is not None:
                 chunk = rewriter.feed(chunk)
             if chunk:
@@ -104,19 +183,19 @@ async def relay(
         error = cls(f"upstream stream from {answer.deployment.name} broke off: {exc.message}",
                     code="stream_broken")
         await send({"type": "http.response.body", "body": sse_error_event(error, request.dialect), "more_body": False})
-        record(settings, model, answer, "stream_broken", None)
+        record(settings, request, model, answer, BROKEN, None)
         return
     except Exception as exc:  # a bug: the stream ends as a broken one does, counted as a 500
         log_unexpected(exc)
         answer.finish(ok=False, error="internal_error")
         await send({"type": "http.response.body", "body": sse_error_event(internal_error(exc), request.dialect),
                     "more_body": False})
-        record(settings, model, answer, 500, None)
+        record(settings, request, model, answer, 500, None)
         return
     finally:
         if not answer.finished:
             # Not relayed to the end only when the client left: no verdict on the deployment.
             answer.finish(ok=True, observe=relayed)
             if not relayed:
-                record(settings, model, answer, CLIENT_CLOSED, None)
-    record(settings, model, answer, status, usage.found if usage is not None else None)
+                record(settings, request, model, answer, CLIENT_CLOSED, None)
+    record(settings, request, model, answer, status, usage.found if usage is not None else None)
