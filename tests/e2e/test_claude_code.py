@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from support.agent_clis import ProxyTrap, installed_cli, offline_env, run_offline
-from support.agent_upstream import AgentUpstream, Text, ToolCall
+from support.agent_upstream import USAGE, AgentUpstream, Text, ToolCall
 from support.gateway import Gateway
 
 CLIENT_KEY = "sk-client-claude-code"
@@ -56,6 +56,10 @@ def trap() -> Iterator[ProxyTrap]:
         yield server
 
 
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
 def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
     claude: Path, tmp_path: Path, trap: ProxyTrap
 ) -> None:
@@ -81,16 +85,28 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
             },
         )
         cmd = [str(claude), "-p", "What does note.txt say?", "--model", "agent-model",
-               "--allowedTools", "Bash", "--output-format", "json"]
+               "--allowedTools", "Bash", "--output-format", "stream-json", "--verbose"]
         run = run_offline(cmd, env, work)
         log = gateway.logs()
 
     context = f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
     assert backend.problems == [], context
     assert run.returncode == 0, context
-    result = json.loads(run.stdout)
-    assert result["is_error"] is False and final in result["result"], context
-    assert result["num_turns"] == 2, context
+    # The CLI saw the backend's call as a tool_use, ran it, and ended with the backend's text and usage.
+    seen = events(run.stdout)
+    blocks = [block for e in seen if e.get("type") in ("assistant", "user") for block in e["message"]["content"]
+              if isinstance(block, dict)]
+    uses = [b for b in blocks if b["type"] == "tool_use"]
+    assert [(u["name"], u["input"]) for u in uses] == [("Bash", command)], context
+    outputs = [b for b in blocks if b["type"] == "tool_result"]
+    assert [o["tool_use_id"] for o in outputs] == [uses[0]["id"]], context
+    assert outputs[0]["is_error"] is False and secret in json.dumps(outputs[0]["content"]), context
+    result = seen[-1]
+    assert result["type"] == "result" and result["is_error"] is False, context
+    assert final in result["result"] and result["num_turns"] == 2, context
+    usage = result["usage"]  # the backend's, summed over both steps
+    assert (usage["input_tokens"], usage["output_tokens"]) == (2 * USAGE["prompt_tokens"],
+                                                               2 * USAGE["completion_tokens"]), context
 
     # Two chat requests reached the backend, both streamed, with the backend's credential only.
     chats = backend.chats

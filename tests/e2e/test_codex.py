@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from support.agent_clis import ProxyTrap, installed_cli, offline_env, run_offline
-from support.agent_upstream import AgentUpstream, Text, ToolCall
+from support.agent_upstream import USAGE, AgentUpstream, Text, ToolCall
 from support.gateway import Gateway
 
 CLIENT_KEY = "sk-client-codex"
@@ -99,12 +99,17 @@ def test_codex_completes_a_tool_turn_through_a_chat_only_backend(codex: Path, tm
     context = f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
     assert backend.problems == [], context
     assert run.returncode == 0, context
+    # Codex ran the backend's call and ended with the backend's text and usage, without a retry.
     seen = events(run.stdout)
-    answers = [e["item"]["text"] for e in seen if e.get("type") == "item.completed"
-               and e["item"].get("type") == "agent_message"]
-    assert any(final in text for text in answers), context
-    assert any(e.get("type") == "turn.completed" for e in seen), context
     assert not any(e.get("type") in ("turn.failed", "error") for e in seen), context
+    items = [e["item"] for e in seen if e.get("type") == "item.completed"]
+    commands = [i for i in items if i.get("type") == "command_execution"]
+    assert len(commands) == 1 and commands[0]["command"].endswith("'cat note.txt'"), context
+    assert commands[0]["exit_code"] == 0 and secret in commands[0]["aggregated_output"], context
+    assert final in [i for i in items if i.get("type") == "agent_message"][-1]["text"], context
+    usage = next(e["usage"] for e in seen if e.get("type") == "turn.completed")  # summed over both steps
+    assert (usage["input_tokens"], usage["output_tokens"]) == (2 * USAGE["prompt_tokens"],
+                                                               2 * USAGE["completion_tokens"]), context
 
     # Two chat requests reached the backend, both streamed, with the backend's credential only.
     chats = backend.chats

@@ -80,6 +80,7 @@ class ProxyTrap:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a close alone does not, on Linux)
         self._server.close()
         self._thread.join(5)
 
