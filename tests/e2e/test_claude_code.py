@@ -2,8 +2,9 @@
 chat-only backend: it speaks Anthropic Messages (a streamed POST /v1/messages?beta=true with
 three system blocks, two dozen tools, thinking, context_management and output_config), the
 gateway translates to chat/completions and back, and the CLI completes a tool-using turn — the
-backend calls Bash, the CLI runs it in a scratch directory, sends the output back, and the
-backend's final text is the CLI's answer. Offline: nothing but 127.0.0.1 is contacted."""
+backend calls Bash (and Read beside it, in parallel), the CLI runs them in a scratch directory,
+sends their output back, and the backend's final text is the CLI's answer. Offline: nothing
+but 127.0.0.1 is contacted."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from support.agent_clis import ProxyTrap, installed_cli, offline_env, run_offline
-from support.agent_upstream import USAGE, AgentUpstream, Text, ToolCall
+from support.agent_upstream import USAGE, AgentUpstream, Call, Text, ToolCalls
 from support.gateway import Gateway
 
 CLIENT_KEY = "sk-client-claude-code"
@@ -60,16 +61,26 @@ def events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+def bash(name: str) -> Call:
+    return Call("Bash", {"command": f"cat {name}", "description": f"Show {name}"})
+
+
+def read(path: Path) -> Call:
+    return Call("Read", {"file_path": str(path)})
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-call", "two-parallel-calls"])
 def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
-    claude: Path, tmp_path: Path, trap: ProxyTrap
+    claude: Path, tmp_path: Path, trap: ProxyTrap, parallel: bool
 ) -> None:
-    secret = f"file-says-{uuid.uuid4().hex[:12]}"  # only the tool's output can carry this back
-    final = f"FINAL-{uuid.uuid4().hex[:8]}"
     work = tmp_path / "work"
     work.mkdir()
-    (work / "note.txt").write_text(secret + "\n")
-    command = {"command": "cat note.txt", "description": "Show the note"}
-    turns = [ToolCall("Bash", command, preamble="Let me read the note."), Text(f"The note says {secret}. {final}")]
+    secrets = [f"file-says-{uuid.uuid4().hex[:12]}" for _ in range(2)]  # only a tool's output carries these back
+    (work / "note.txt").write_text(secrets[0] + "\n")
+    (work / "other.txt").write_text(secrets[1] + "\n")
+    calls = (bash("note.txt"), read(work / "other.txt")) if parallel else (bash("note.txt"),)
+    final = f"FINAL-{uuid.uuid4().hex[:8]}"
+    turns = [ToolCalls(calls, preamble="Let me look."), Text(f"Done: {final}")]
 
     with AgentUpstream(turns) as backend, Gateway(gateway_config(backend)) as gateway:
         env = offline_env(
@@ -84,7 +95,7 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
                 "DISABLE_ERROR_REPORTING": "1",
             },
         )
-        cmd = [str(claude), "-p", "What does note.txt say?", "--model", "agent-model",
+        cmd = [str(claude), "-p", "What do the notes say?", "--model", "agent-model",
                "--allowedTools", "Bash", "--output-format", "stream-json", "--verbose"]
         run = run_offline(cmd, env, work)
         log = gateway.logs()
@@ -92,18 +103,23 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
     context = f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
     assert backend.problems == [], context
     assert run.returncode == 0, context
-    # The CLI saw the backend's call as a tool_use, ran it, and ended with the backend's text and usage.
+    expected = [(c.name, c.arguments) for c in calls]
+    found = secrets[: len(calls)]
+
+    # The CLI saw the backend's calls as tool_use blocks, ran them, and ended with the backend's text and usage.
     seen = events(run.stdout)
     blocks = [block for e in seen if e.get("type") in ("assistant", "user") for block in e["message"]["content"]
               if isinstance(block, dict)]
     uses = [b for b in blocks if b["type"] == "tool_use"]
-    assert [(u["name"], u["input"]) for u in uses] == [("Bash", command)], context
-    outputs = [b for b in blocks if b["type"] == "tool_result"]
-    assert [o["tool_use_id"] for o in outputs] == [uses[0]["id"]], context
-    assert outputs[0]["is_error"] is False and secret in json.dumps(outputs[0]["content"]), context
+    assert [(u["name"], u["input"]) for u in uses] == expected, context
+    outputs = {b["tool_use_id"]: b for b in blocks if b["type"] == "tool_result"}
+    assert sorted(outputs) == sorted(u["id"] for u in uses), context
+    for use, secret in zip(uses, found, strict=True):
+        assert outputs[use["id"]].get("is_error") is not True, context
+        assert secret in json.dumps(outputs[use["id"]]["content"]), context
     result = seen[-1]
     assert result["type"] == "result" and result["is_error"] is False, context
-    assert final in result["result"] and result["num_turns"] == 2, context
+    assert final in result["result"], context
     usage = result["usage"]  # the backend's, summed over both steps
     assert (usage["input_tokens"], usage["output_tokens"]) == (2 * USAGE["prompt_tokens"],
                                                                2 * USAGE["completion_tokens"]), context
@@ -120,20 +136,21 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
         assert chat["stream_options"] == {"include_usage": True}
         assert chat["max_tokens"] <= MAX_OUTPUT
         assert chat["messages"][0]["role"] == "system"
-        bash = next(t["function"] for t in chat["tools"] if t["function"]["name"] == "Bash")
-        assert "command" in bash["parameters"]["properties"]
+        tool = next(t["function"] for t in chat["tools"] if t["function"]["name"] == "Bash")
+        assert "command" in tool["parameters"]["properties"]
 
-    # The second carries the call as the backend made it and the tool's real output as its result.
+    # The second carries the calls as the backend made them, each answered by its tool's real output.
     first, second = chats
-    assert len(second["messages"]) > len(first["messages"])
-    calls = [m for m in second["messages"] if m["role"] == "assistant" and m.get("tool_calls")]
-    assert len(calls) == 1
-    call = calls[0]["tool_calls"][0]
-    assert call["function"]["name"] == "Bash"
-    assert json.loads(call["function"]["arguments"]) == command
-    results = [m for m in second["messages"] if m["role"] == "tool"]
-    assert [r["tool_call_id"] for r in results] == [call["id"]]
-    assert secret in json.dumps(results[0]["content"]), context
+    assert second["messages"][: len(first["messages"])] == first["messages"]
+    assistant, *results = second["messages"][len(first["messages"]) :]
+    assert assistant["role"] == "assistant", second["messages"][len(first["messages"]) :]
+    made = assistant["tool_calls"]
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in made] == expected
+    assert [r["role"] for r in results] == ["tool"] * len(calls)
+    answered = {r["tool_call_id"]: r["content"] for r in results}  # in the order the tools finished
+    assert sorted(answered) == sorted(c["id"] for c in made)
+    for made_call, secret in zip(made, found, strict=True):
+        assert secret in json.dumps(answered[made_call["id"]]), context
 
     # Nothing but the gateway was contacted.
     assert trap.attempts == [], trap.attempts

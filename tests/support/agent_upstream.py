@@ -39,12 +39,22 @@ ARGUMENT_PIECES = 3  # a streamed tool call's arguments arrive split over this m
 
 
 @dataclass(frozen=True)
-class ToolCall:
-    """Answer with one call of `name` (text first when `preamble` is set)."""
-
+class Call:
     name: str
     arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Answer with these calls, in parallel (text first when `preamble` is set)."""
+
+    calls: tuple[Call, ...]
     preamble: str = ""
+
+
+def tool_call(name: str, arguments: dict[str, Any], preamble: str = "") -> ToolCalls:
+    """Answer with one call of `name`."""
+    return ToolCalls((Call(name, arguments),), preamble)
 
 
 @dataclass(frozen=True)
@@ -54,13 +64,13 @@ class Text:
     text: str
 
 
-Turn = ToolCall | Text
+Turn = ToolCalls | Text
 
 
 class AgentUpstream:
-    """The answer to a request is `turns[k]`, k being how many tool results the request's
-    conversation holds (the last turn once k runs past the end): a fresh conversation gets
-    the first turn, the one carrying its result gets the next."""
+    """The answer to a request is `turns[k]`, k being how many assistant messages with tool calls
+    the request's conversation holds (the last turn once k runs past the end): a fresh
+    conversation gets the first turn, the one carrying its calls' results gets the next."""
 
     def __init__(self, turns: Sequence[Turn], name: str = "agent-backend") -> None:
         if not turns:
@@ -128,7 +138,7 @@ class AgentUpstream:
         problem = chat_problem(body)
         if problem:
             return self._refuse(400, problem)
-        turn = self.turns[min(tool_results(body["messages"]), len(self.turns) - 1)]
+        turn = self.turns[min(tool_steps(body["messages"]), len(self.turns) - 1)]
         model = body["model"]
         if body.get("stream") is True:
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
@@ -154,8 +164,12 @@ class AgentUpstream:
 USAGE = {"prompt_tokens": 1200, "completion_tokens": 20, "total_tokens": 1220}
 
 
-def call_id(turn: ToolCall) -> str:
-    return f"call_{turn.name.lower()}_1"
+def call_id(call: Call, index: int) -> str:
+    return f"call_{call.name.lower()}_{index + 1}"
+
+
+def arguments_of(call: Call) -> str:
+    return orjson.dumps(call.arguments).decode()
 
 
 def answer(model: str, turn: Turn) -> dict[str, Any]:
@@ -168,11 +182,9 @@ def answer(model: str, turn: Turn) -> dict[str, Any]:
             "role": "assistant",
             "content": turn.preamble or None,
             "tool_calls": [
-                {
-                    "id": call_id(turn),
-                    "type": "function",
-                    "function": {"name": turn.name, "arguments": orjson.dumps(turn.arguments).decode()},
-                }
+                {"id": call_id(call, i), "type": "function",
+                 "function": {"name": call.name, "arguments": arguments_of(call)}}
+                for i, call in enumerate(turn.calls)
             ],
         }
         finish = "tool_calls"
@@ -188,8 +200,9 @@ def answer(model: str, turn: Turn) -> dict[str, Any]:
 
 def stream_chunks(model: str, turn: Turn, include_usage: bool) -> list[dict[str, Any]]:
     """The chat.completion.chunk objects for `turn`, as a backend streams them: the role
-    first, text in pieces, a tool call's id and name in one chunk and its arguments split
-    over several, the finish reason, then (when asked) a usage chunk with no choices."""
+    first, text in pieces, then each tool call in turn (keyed by its index): its id and name
+    in one chunk, its arguments split over several; the finish reason, then (when asked) a
+    usage chunk with no choices."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -204,26 +217,26 @@ def stream_chunks(model: str, turn: Turn, include_usage: bool) -> list[dict[str,
     text = turn.text if isinstance(turn, Text) else turn.preamble
     middle = len(text) // 2
     chunks += [chunk({"content": piece}) for piece in (text[:middle], text[middle:]) if piece]
-    if isinstance(turn, ToolCall):
-        arguments = orjson.dumps(turn.arguments).decode()
+    for index, call in enumerate(turn.calls if isinstance(turn, ToolCalls) else ()):
+        arguments = arguments_of(call)
         step = -(-len(arguments) // ARGUMENT_PIECES)
         chunks.append(
-            chunk({"tool_calls": [{"index": 0, "id": call_id(turn), "type": "function",
-                                   "function": {"name": turn.name, "arguments": ""}}]})
+            chunk({"tool_calls": [{"index": index, "id": call_id(call, index), "type": "function",
+                                   "function": {"name": call.name, "arguments": ""}}]})
         )
         chunks += [
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + step]}}]})
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[i : i + step]}}]})
             for i in range(0, len(arguments), step)
         ]
-    chunks.append(chunk({}, "tool_calls" if isinstance(turn, ToolCall) else "stop"))
+    chunks.append(chunk({}, "tool_calls" if isinstance(turn, ToolCalls) else "stop"))
     if include_usage:
         chunks.append({"id": "chatcmpl-agent", "object": "chat.completion.chunk", "created": 1, "model": model,
                        "choices": [], "usage": USAGE})
     return chunks
 
 
-def tool_results(messages: list[dict[str, Any]]) -> int:
-    return sum(1 for message in messages if message.get("role") == "tool")
+def tool_steps(messages: list[dict[str, Any]]) -> int:
+    return sum(1 for message in messages if message.get("role") == "assistant" and message.get("tool_calls"))
 
 
 def chat_problem(body: Any) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from support.agent_clis import ProxyTrap, remote_connects
-from support.agent_upstream import Text, ToolCall, chat_problem, stream_chunks
+from support.agent_upstream import Call, Text, ToolCalls, chat_problem, stream_chunks, tool_call
 
 TRACE = """\
 101 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT (No such file or directory)
@@ -88,7 +88,7 @@ def test_what_a_strict_chat_backend_refuses(change: Any, expected: str) -> None:
 
 def test_a_streamed_tool_call_splits_its_arguments_and_reassembles() -> None:
     arguments = {"command": "cat note.txt", "description": "Show the note"}
-    chunks = stream_chunks("m", ToolCall("Bash", arguments, preamble="Let me look."), include_usage=True)
+    chunks = stream_chunks("m", tool_call("Bash", arguments, preamble="Let me look."), include_usage=True)
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     text = "".join(d.get("content") or "" for d in deltas)
     calls = [call for d in deltas for call in d.get("tool_calls", [])]
@@ -104,3 +104,17 @@ def test_a_streamed_text_finishes_with_stop_and_no_usage_unless_asked() -> None:
     chunks = stream_chunks("m", Text("all done"), include_usage=False)
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "all done"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_parallel_calls_stream_one_after_the_other_keyed_by_index() -> None:
+    calls = (Call("Bash", {"command": "cat a"}), Call("Read", {"file_path": "/tmp/b"}))
+    chunks = stream_chunks("m", ToolCalls(calls), include_usage=False)
+    pieces: dict[int, list[dict[str, Any]]] = {}
+    for c in chunks:
+        for call in c["choices"][0]["delta"].get("tool_calls", []):
+            pieces.setdefault(call["index"], []).append(call)
+    assert sorted(pieces) == [0, 1]
+    for index, call in enumerate(calls):
+        assert pieces[index][0]["function"]["name"] == call.name
+        assert json.loads("".join(p["function"]["arguments"] for p in pieces[index])) == call.arguments
+    assert pieces[0][0]["id"] != pieces[1][0]["id"]
