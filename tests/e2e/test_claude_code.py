@@ -3,8 +3,9 @@ chat-only backend: it speaks Anthropic Messages (a streamed POST /v1/messages?be
 three system blocks, two dozen tools, thinking, context_management and output_config), the
 gateway translates to chat/completions and back, and the CLI completes a tool-using turn — the
 backend calls Bash (and Read beside it, in parallel), the CLI runs them in a scratch directory,
-sends their output back, and the backend's final text is the CLI's answer. Offline: nothing
-but 127.0.0.1 is contacted."""
+sends their output back, and the backend's final text is the CLI's answer. A stream that breaks
+mid-answer and a backend's refusal reach the CLI as Anthropic errors it acts on. Offline:
+nothing but 127.0.0.1 is contacted."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.agent_clis import ProxyTrap, installed_cli, offline_env, run_offline
-from support.agent_upstream import USAGE, AgentUpstream, Call, Text, ToolCalls
+from support.agent_clis import ProxyTrap, Run, installed_cli, offline_env, run_offline
+from support.agent_upstream import USAGE, AgentUpstream, Call, Refusal, Text, ToolCalls
 from support.gateway import Gateway
 
 CLIENT_KEY = "sk-client-claude-code"
@@ -69,6 +70,36 @@ def read(path: Path) -> Call:
     return Call("Read", {"file_path": str(path)})
 
 
+def run_claude(claude: Path, backend: AgentUpstream, tmp_path: Path, trap: ProxyTrap, prompt: str,
+               *args: str) -> tuple[Run, str]:
+    """`claude -p prompt` in tmp_path/work through a gateway in front of `backend`: its run and
+    a failure context (its output, the gateway's log, what the backend refused)."""
+    with Gateway(gateway_config(backend)) as gateway:
+        env = offline_env(
+            tmp_path,
+            trap,
+            {
+                "ANTHROPIC_BASE_URL": gateway.url,
+                "ANTHROPIC_API_KEY": CLIENT_KEY,
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "DISABLE_TELEMETRY": "1",
+                "DISABLE_AUTOUPDATER": "1",
+                "DISABLE_ERROR_REPORTING": "1",
+            },
+        )
+        cmd = [str(claude), "-p", prompt, "--model", "agent-model", "--output-format", "stream-json", "--verbose",
+               *args]
+        run = run_offline(cmd, env, tmp_path / "work")
+        log = gateway.logs()
+    return run, f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
+
+
+def assert_offline(run: Run, trap: ProxyTrap) -> None:
+    """Nothing but the gateway was contacted."""
+    assert trap.attempts == [], trap.attempts
+    assert run.remote_connects == [], run.remote_connects
+
+
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-call", "two-parallel-calls"])
 def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
     claude: Path, tmp_path: Path, trap: ProxyTrap, parallel: bool
@@ -82,25 +113,9 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
     final = f"FINAL-{uuid.uuid4().hex[:8]}"
     turns = [ToolCalls(calls, preamble="Let me look."), Text(f"Done: {final}")]
 
-    with AgentUpstream(turns) as backend, Gateway(gateway_config(backend)) as gateway:
-        env = offline_env(
-            tmp_path,
-            trap,
-            {
-                "ANTHROPIC_BASE_URL": gateway.url,
-                "ANTHROPIC_API_KEY": CLIENT_KEY,
-                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                "DISABLE_TELEMETRY": "1",
-                "DISABLE_AUTOUPDATER": "1",
-                "DISABLE_ERROR_REPORTING": "1",
-            },
-        )
-        cmd = [str(claude), "-p", "What do the notes say?", "--model", "agent-model",
-               "--allowedTools", "Bash", "--output-format", "stream-json", "--verbose"]
-        run = run_offline(cmd, env, work)
-        log = gateway.logs()
+    with AgentUpstream(turns) as backend:
+        run, context = run_claude(claude, backend, tmp_path, trap, "What do the notes say?", "--allowedTools", "Bash")
 
-    context = f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
     assert backend.problems == [], context
     assert run.returncode == 0, context
     expected = [(c.name, c.arguments) for c in calls]
@@ -152,6 +167,41 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
     for made_call, secret in zip(made, found, strict=True):
         assert secret in json.dumps(answered[made_call["id"]]), context
 
-    # Nothing but the gateway was contacted.
-    assert trap.attempts == [], trap.attempts
-    assert run.remote_connects == [], run.remote_connects
+    assert_offline(run, trap)
+
+
+def test_claude_code_recovers_from_a_stream_that_breaks_mid_answer(
+    claude: Path, tmp_path: Path, trap: ProxyTrap
+) -> None:
+    """The backend dies after its first words: the gateway must end the translated stream as an
+    error (an Anthropic error event, no message_stop), not as a complete short answer; Claude
+    Code then asks again without streaming, and that answer is translated whole."""
+    (tmp_path / "work").mkdir()
+    final = f"FINAL-{uuid.uuid4().hex[:8]}"
+    with AgentUpstream([Text(f"All is well. {final}")], break_streams=1) as backend:
+        run, context = run_claude(claude, backend, tmp_path, trap, "Say hello")
+
+    assert backend.problems == [], context
+    assert run.returncode == 0, context
+    result = events(run.stdout)[-1]
+    assert result["type"] == "result" and result["is_error"] is False, context
+    assert result["result"] == f"All is well. {final}", context  # nothing of the broken answer kept
+    assert [chat.get("stream") for chat in backend.chats] == [True, None], context
+    assert backend.chats[1]["max_tokens"] <= MAX_OUTPUT
+    assert_offline(run, trap)
+
+
+def test_a_backend_refusal_reaches_claude_code_with_its_message(claude: Path, tmp_path: Path, trap: ProxyTrap) -> None:
+    """An OpenAI-shaped 400 from the backend (a prompt over its context window) comes back as an
+    Anthropic error that Claude Code shows with the backend's own words, and it exits 1."""
+    (tmp_path / "work").mkdir()
+    message = "This model's maximum context length is 8192 tokens. However, you requested 70123 tokens."
+    with AgentUpstream([Refusal(400, message)]) as backend:
+        run, context = run_claude(claude, backend, tmp_path, trap, "Say hello")
+
+    assert run.returncode == 1, context
+    result = events(run.stdout)[-1]
+    assert result["is_error"] is True and result["api_error_status"] == 400, context
+    assert message in result["result"], context
+    assert len(backend.chats) == 1, context  # a 400 is not retried
+    assert_offline(run, trap)

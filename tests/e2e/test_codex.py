@@ -4,7 +4,8 @@ messages, function tools, a namespace tool and a hosted web_search tool, store f
 gateway translates to chat/completions and back, and Codex completes a tool-using turn — the
 backend calls exec_command (once, or twice in parallel), Codex runs it in its sandbox in a
 scratch directory, sends the output back as function_call_output items, and the backend's final
-text is Codex's answer.
+text is Codex's answer. A stream that breaks mid-answer and a backend's refusal reach Codex as
+Responses errors it acts on.
 Offline: nothing but 127.0.0.1 is contacted."""
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.agent_clis import ProxyTrap, installed_cli, offline_env, run_offline
-from support.agent_upstream import USAGE, AgentUpstream, Call, Text, ToolCalls
+from support.agent_clis import ProxyTrap, Run, installed_cli, offline_env, run_offline
+from support.agent_upstream import USAGE, AgentUpstream, Call, Refusal, Text, ToolCalls
 from support.gateway import Gateway
 
 CLIENT_KEY = "sk-client-codex"
@@ -83,6 +84,26 @@ def cat(name: str) -> Call:
     return Call("exec_command", {"cmd": f"cat {name}"})
 
 
+def run_codex(codex: Path, backend: AgentUpstream, tmp_path: Path, trap: ProxyTrap, prompt: str) -> tuple[Run, str]:
+    """`codex exec prompt` in tmp_path/work through a gateway in front of `backend`: its run and a
+    failure context (its output, the gateway's log, what the backend refused)."""
+    with Gateway(gateway_config(backend)) as gateway:
+        env = offline_env(tmp_path, trap, {"MODELWAY_API_KEY": CLIENT_KEY})
+        codex_home = Path(env["HOME"]) / ".codex"
+        codex_home.mkdir(exist_ok=True)
+        (codex_home / "config.toml").write_text(codex_config(gateway.url))
+        cmd = [str(codex), "exec", "--skip-git-repo-check", "--ephemeral", "--json", prompt]
+        run = run_offline(cmd, env, tmp_path / "work")
+        log = gateway.logs()
+    return run, f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
+
+
+def assert_offline(run: Run, trap: ProxyTrap) -> None:
+    """Nothing but the gateway was contacted."""
+    assert trap.attempts == [], trap.attempts
+    assert run.remote_connects == [], run.remote_connects
+
+
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-call", "two-parallel-calls"])
 def test_codex_completes_a_tool_turn_through_a_chat_only_backend(
     codex: Path, tmp_path: Path, trap: ProxyTrap, parallel: bool
@@ -96,16 +117,9 @@ def test_codex_completes_a_tool_turn_through_a_chat_only_backend(
     final = f"FINAL-{uuid.uuid4().hex[:8]}"
     turns = [ToolCalls(calls, preamble="Reading."), Text(f"Done: {final}")]
 
-    with AgentUpstream(turns) as backend, Gateway(gateway_config(backend)) as gateway:
-        env = offline_env(tmp_path, trap, {"MODELWAY_API_KEY": CLIENT_KEY})
-        codex_home = Path(env["HOME"]) / ".codex"
-        codex_home.mkdir()
-        (codex_home / "config.toml").write_text(codex_config(gateway.url))
-        cmd = [str(codex), "exec", "--skip-git-repo-check", "--ephemeral", "--json", "What do the notes say?"]
-        run = run_offline(cmd, env, work)
-        log = gateway.logs()
+    with AgentUpstream(turns) as backend:
+        run, context = run_codex(codex, backend, tmp_path, trap, "What do the notes say?")
 
-    context = f"{run.describe()}\n--- gateway log\n{log[-4000:]}\n--- backend refused: {backend.problems}"
     assert backend.problems == [], context
     assert run.returncode == 0, context
     expected = [(c.name, c.arguments) for c in calls]
@@ -153,6 +167,41 @@ def test_codex_completes_a_tool_turn_through_a_chat_only_backend(
     for made_call, secret in zip(made, found, strict=True):
         assert secret in json.dumps(answered[made_call["id"]]), context
 
-    # Nothing but the gateway was contacted.
-    assert trap.attempts == [], trap.attempts
-    assert run.remote_connects == [], run.remote_connects
+    assert_offline(run, trap)
+
+
+def test_codex_recovers_from_a_stream_that_breaks_mid_answer(codex: Path, tmp_path: Path, trap: ProxyTrap) -> None:
+    """The backend dies after its first words: the gateway must end the translated stream with
+    response.failed (not response.completed over a short answer); Codex reports it, reconnects,
+    and the second stream's answer is its whole answer."""
+    (tmp_path / "work").mkdir()
+    final = f"FINAL-{uuid.uuid4().hex[:8]}"
+    with AgentUpstream([Text(f"All is well. {final}")], break_streams=1) as backend:
+        run, context = run_codex(codex, backend, tmp_path, trap, "Say hello")
+
+    assert backend.problems == [], context
+    assert run.returncode == 0, context
+    seen = events(run.stdout)
+    retries = [e["message"] for e in seen if e.get("type") == "error"]
+    assert len(retries) == 1 and "Reconnecting... 1/" in retries[0] and "broke off" in retries[0], context
+    answers = [e["item"]["text"] for e in seen if e.get("type") == "item.completed"
+               and e["item"].get("type") == "agent_message"]
+    assert answers == [f"All is well. {final}"], context
+    assert [chat["stream"] for chat in backend.chats] == [True, True], context
+    assert_offline(run, trap)
+
+
+def test_a_backend_refusal_reaches_codex_with_its_code(codex: Path, tmp_path: Path, trap: ProxyTrap) -> None:
+    """An OpenAI-shaped 400 from the backend with code context_length_exceeded reaches Codex with
+    that code, which it knows: it says it ran out of context window, and fails the turn without
+    retrying."""
+    (tmp_path / "work").mkdir()
+    message = "This model's maximum context length is 8192 tokens. However, you requested 70123 tokens."
+    with AgentUpstream([Refusal(400, message)]) as backend:
+        run, context = run_codex(codex, backend, tmp_path, trap, "Say hello")
+
+    assert run.returncode == 1, context
+    failed = [e for e in events(run.stdout) if e.get("type") == "turn.failed"]
+    assert len(failed) == 1 and "context window" in failed[0]["error"]["message"], context
+    assert len(backend.chats) == 1, context
+    assert_offline(run, trap)

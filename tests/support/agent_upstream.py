@@ -64,7 +64,16 @@ class Text:
     text: str
 
 
-Turn = ToolCalls | Text
+@dataclass(frozen=True)
+class Refusal:
+    """Answer with this status and an OpenAI-shaped error carrying `message` (as a backend
+    refuses a prompt over its context window)."""
+
+    status: int
+    message: str
+
+
+Turn = ToolCalls | Text | Refusal
 
 
 class AgentUpstream:
@@ -72,13 +81,16 @@ class AgentUpstream:
     the request's conversation holds (the last turn once k runs past the end): a fresh
     conversation gets the first turn, the one carrying its calls' results gets the next."""
 
-    def __init__(self, turns: Sequence[Turn], name: str = "agent-backend") -> None:
+    def __init__(self, turns: Sequence[Turn], name: str = "agent-backend", break_streams: int = 0) -> None:
+        """`break_streams`: the first this many streamed answers break off (the connection is
+        dropped) after a couple of chunks, as a backend that dies mid-answer."""
         if not turns:
             raise ValueError("AgentUpstream needs at least one turn")
         self.turns = list(turns)
         self.name = name
         self.received: list[Received] = []
         self.problems: list[str] = []  # every refused request's reason, in order
+        self.break_streams = break_streams
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -139,6 +151,12 @@ class AgentUpstream:
         if problem:
             return self._refuse(400, problem)
         turn = self.turns[min(tool_steps(body["messages"]), len(self.turns) - 1)]
+        if isinstance(turn, Refusal):
+            return web.json_response(
+                {"error": {"message": turn.message, "type": "invalid_request_error", "param": "messages",
+                           "code": "context_length_exceeded"}},
+                status=turn.status,
+            )
         model = body["model"]
         if body.get("stream") is True:
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
@@ -154,7 +172,13 @@ class AgentUpstream:
     async def _stream(self, request: web.Request, model: str, turn: Turn, include_usage: bool) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for chunk in stream_chunks(model, turn, include_usage):
+        breaking = self.break_streams > 0
+        self.break_streams -= breaking
+        for i, chunk in enumerate(stream_chunks(model, turn, include_usage)):
+            if breaking and i == 2:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
