@@ -198,7 +198,10 @@ class Gateway:
         if method == "POST" and path not in LOCAL_PATHS:
             runtime.active += 1  # a runtime replaced by a reload closes once this is back to 0
             try:
-                await pipeline.handle(runtime, scope, receive, send)
+                if runtime.tracing is None:
+                    await pipeline.handle(runtime, scope, receive, send)
+                else:
+                    await runtime.tracing.request(pipeline.handle, scope, runtime, scope, receive, send)
             finally:
                 runtime.active -= 1
             return

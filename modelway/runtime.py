@@ -26,6 +26,7 @@ from modelway.proxy.auth import ClientKeys
 from modelway.proxy.settings import ProxySettings
 from modelway.routers.chain import RouterChain
 from modelway.routes import ModelTable
+from modelway.tracing import Tracing
 
 RETIRE_PATIENCE_S = 3600.0  # the longest a replaced runtime waits for its last stream
 RETIRE_POLL_S = 0.25
@@ -50,6 +51,11 @@ class Runtime:
         self.active = 0  # requests in the pipeline on this runtime: a replaced one closes at 0
         self.draining: bool = previous.draining if previous is not None else False  # /ready answers 503
         kept_log = previous.access if previous is not None else None
+        telemetry = config.telemetry
+        if previous is not None and previous.tracing is not None and previous.config.telemetry == telemetry:
+            self.tracing: Tracing | None = previous.tracing
+        else:
+            self.tracing = Tracing(telemetry) if telemetry is not None and telemetry.otlp_endpoint else None
         wanted = any(m.passthrough_url for m in config.models)
         self.passthrough: Passthrough | None = Passthrough() if wanted else None
         self.access: AccessLog | None = (kept_log or AccessLog()) if config.server.access_log else None
@@ -87,6 +93,7 @@ class Runtime:
             load=self.metrics_source,  # an empty snapshot until started
             access=self.access,
             passthrough=self.passthrough,
+            tracing=self.tracing,
             stream_ping_s=config.server.stream_ping_s,
         )
 
@@ -113,6 +120,8 @@ class Runtime:
             await self.metrics_source.close()
         if self.passthrough is not None:
             await self.passthrough.close()
+        if self.tracing is not None and (successor is None or successor.tracing is not self.tracing):
+            self.tracing.close()
 
     async def retire(self, successor: Runtime, patience_s: float = RETIRE_PATIENCE_S) -> None:
         """After a reload: wait until the requests and streams still running on this

@@ -17,6 +17,7 @@ SCHEMA_ID = "https://modelway.dev/schema/config.json"
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "Config": {
         "server": "Listen address, limits and server behaviour.",
+        "telemetry": "Optional OpenTelemetry traces (pip extra modelway[otel]); absent: no tracing cost at all.",
         "state": "Where shared state lives: memory (one process) or redis (shared by instances).",
         "auth": "Client keys, the admin key and optional forward auth. No keys: the gateway is open.",
         "providers": "Upstream endpoints (vLLM, GPUStack, hosted APIs) and the credentials injected for them.",
@@ -38,6 +39,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "body_timeout_s": "A request body not complete this long after its head gets 408 and the connection closed.",
         "stream_ping_s": "A translated stream whose upstream is silent this long gets a keep-alive frame"
         " (Anthropic ping, an SSE comment otherwise); 0: never.",
+    },
+    "TelemetryConfig": {
+        "otlp_endpoint": "OTLP/HTTP collector, e.g. http://127.0.0.1:4318: one span per request, one per attempt.",
+        "service_name": "The service.name resource attribute of the spans.",
     },
     "StateConfig": {
         "backend": "memory (default, one process) or redis (shared by instances).",

@@ -48,6 +48,18 @@ class ServerConfig(Strict):
     stream_ping_s: float = Field(10, ge=0)  # a translated stream's upstream silent this long: a ping frame; 0: never
 
 
+class TelemetryConfig(Strict):
+    otlp_endpoint: str | None = None
+    service_name: str = Field("modelway", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+
 class StateConfig(Strict):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -257,6 +269,7 @@ class MetricsConfig(Strict):
 
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig | None = None
     state: StateConfig = Field(default_factory=StateConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)

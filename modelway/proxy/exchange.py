@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -153,8 +153,25 @@ def translated(
     return translation, outgoing
 
 
-async def exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
-    """`request` to `record`'s deployment, as `model` (the public model) or its upstream name."""
+def exchange(
+    request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings
+) -> Coroutine[Any, Any, Answer]:
+    """`request` to `record`'s deployment, as `model` (the public model) or its upstream name.
+    Returns the coroutine itself, in a span of its own when tracing: no frame more otherwise."""
+    if settings.tracing is None:
+        return exchange_once(request, model, record, settings)
+    return traced_exchange(request, model, record, settings)
+
+
+async def traced_exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
+    assert settings.tracing is not None
+    with settings.tracing.attempt(record.deployment) as span:
+        answer = await exchange_once(request, model, record, settings)
+        span.set_attribute("http.response.status_code", answer.upstream.status)
+        return answer
+
+
+async def exchange_once(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
     route = record.route
     deployment = record.deployment
     provider = deployment.provider

@@ -143,6 +143,8 @@ def log_refusal(
     error: str,
     attempts: int = 0,
 ) -> None:
+    if settings.tracing is not None:
+        settings.tracing.refused(status, error)
     access = settings.access
     if access is None:
         return

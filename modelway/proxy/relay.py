@@ -56,6 +56,8 @@ def record(
     duration_s = time.monotonic() - answer.started_at
     settings.metrics.request(model, provider, status, duration_s, answer.ttft_s)
     settings.decisions.add(model, deployment.model_name, provider, status, answer.attempts)
+    if settings.tracing is not None:
+        settings.tracing.answered(model, deployment, status, answer.attempts, usage)
     if usage is not None:
         settings.metrics.usage(model, deployment, *usage)
     access = settings.access

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from modelway.metrics import Metrics
     from modelway.passthrough import Passthrough
     from modelway.routes import ModelRoute
+    from modelway.tracing import Tracing
 
 
 class LoadSource(Protocol):
@@ -33,6 +34,7 @@ class ProxySettings:
     load: LoadSource | None  # the load-metrics source strategies read (View.load)
     access: AccessLog | None  # server.access_log: one JSON line per request on stdout
     passthrough: Passthrough | None  # when some model has a passthrough_url
+    tracing: Tracing | None  # telemetry.otlp_endpoint: spans per request and attempt
     stream_ping_s: float = 10.0  # server.stream_ping_s: a translated stream's keep-alive interval; 0: none
 
     def metric_model(self, name: str) -> str:
