@@ -16,7 +16,6 @@ Never bodies, never headers.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -62,7 +61,6 @@ class AccessLog:
         self.buffer = bytearray()
         self.scheduled = False
         self.clock = Timestamps()
-        atexit.register(self.flush)
 
     def write(self, entry: dict[str, Any]) -> None:
         entry["ts"] = self.clock.now()

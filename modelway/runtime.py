@@ -122,6 +122,8 @@ class Runtime:
             await self.passthrough.close()
         if self.tracing is not None and (successor is None or successor.tracing is not self.tracing):
             self.tracing.close()
+        if self.access is not None and successor is None:
+            self.access.flush()  # the process is stopping: what is still batched
 
     async def retire(self, successor: Runtime, patience_s: float = RETIRE_PATIENCE_S) -> None:
         """After a reload: wait until the requests and streams still running on this

@@ -20,6 +20,7 @@ disconnects, so the upstream request is abandoned at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +32,7 @@ from modelway.proxy.body import ClientGone
 from modelway.proxy.dialect import Dialect, dialect_of
 from modelway.proxy.executor import ExecutorCall
 from modelway.proxy.incoming import parse
-from modelway.proxy.relay import relay
+from modelway.proxy.relay import CLIENT_CLOSED, relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
 from modelway.proxy.translated import relay_translated
@@ -86,7 +87,10 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
         await refuse(settings, send, error, request.dialect, resolved.model, resolved.headers, request=request)
         return
     if isinstance(target, ExecutorCall):
-        work = target.run(request, resolved.headers, send)
+        if settings.access is None:
+            work = target.run(request, resolved.headers, send)
+        else:
+            work = logged_executor(settings, request, resolved.model, target, resolved.headers, send)
     else:
         work = proxy(settings, request, resolved.model, target, resolved.headers, send)
     await run_until_disconnect(work, scope, receive)
@@ -132,6 +136,48 @@ async def refuse(
     log_refusal(settings, request.path if request is not None else path, request, model, error.status,
                 error.code or type(error).__name__, int(attempts) if attempts else 0)
     await send_error(send, error, dialect, headers)
+
+
+async def logged_executor(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    call: ExecutorCall,
+    headers: Sequence[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    """A router plugin's own answer, in the access log too (provider "router:<id>")."""
+    started = time.monotonic()
+    status = 0
+
+    async def watched(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await call.run(request, headers, watched)
+    finally:
+        assert settings.access is not None
+        settings.access.write({
+            "method": "POST",
+            "path": request.path,
+            "status": status or CLIENT_CLOSED,
+            "client": request.client.name if request.client is not None else None,
+            "original_model": request.original_model,
+            "model": settings.metric_model(model) or None,
+            "provider": f"router:{call.entry.id}",
+            "upstream_model": None,
+            "attempts": 0,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+            "ttft_ms": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "cost_usd": None,
+            "error": None if 0 < status < 400 else ("client_closed" if not status else f"executor_{status}"),
+            "dialect": request.dialect,
+        })
 
 
 def log_refusal(
