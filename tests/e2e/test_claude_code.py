@@ -144,13 +144,15 @@ def test_claude_code_completes_a_tool_turn_through_a_chat_only_backend(
     assert len(chats) == 2, context
     for received in backend.received:
         assert received.headers.get("Authorization") == f"Bearer {BACKEND_KEY}"
-        assert "x-api-key" not in {name.lower() for name in received.headers}
+        names = {name.lower() for name in received.headers}
+        assert not names & {"x-api-key", "anthropic-version", "anthropic-beta"}, names
     for chat in chats:
         assert chat["model"] == "backend-model"
         assert chat["stream"] is True
         assert chat["stream_options"] == {"include_usage": True}
         assert chat["max_tokens"] <= MAX_OUTPUT
         assert chat["messages"][0]["role"] == "system"
+        assert "x-anthropic-billing-header" not in chat["messages"][0]["content"]  # Claude Code's first system block
         tool = next(t["function"] for t in chat["tools"] if t["function"]["name"] == "Bash")
         assert "command" in tool["parameters"]["properties"]
 
