@@ -52,10 +52,7 @@ async def admin_state(runtime: Runtime, scope: dict[str, Any], send: Send) -> No
     authorize_admin(runtime, scope)
     state = status(runtime)
     state["key_pools"] = key_pools(runtime)
-    state["state_backend"] = {
-        "backend": runtime.config.state.backend,
-        "errors": runtime.state_backend_errors(),
-    }
+    state["state_backend"] = runtime.state.describe()
     await send_json(send, 200, state)
 
 

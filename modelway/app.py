@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +22,6 @@ from modelway.config.secrets import config_secrets
 from modelway.deployment import usable
 from modelway.errors import GatewayError, MethodNotAllowed, NotFound, clip
 from modelway.exposition import build_registry
-from modelway.http1.server import DRAINING
 from modelway.logs import redact_secrets, setup_logging
 from modelway.proxy import pipeline
 from modelway.proxy.auth import ClientIdentity
@@ -31,6 +31,7 @@ from modelway.proxy.responses import send_bytes, send_error, send_json
 from modelway.reload import Reloader
 from modelway.runtime import Runtime, RuntimeRef
 from modelway.status import status
+from modelway.workermetrics import DIR_ENV, SnapshotWriter, combined, others
 
 log = logging.getLogger("modelway")
 
@@ -62,9 +63,7 @@ async def health(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
 
 
 async def ready(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
-    state = scope.get("state")
-    drain = state.get(DRAINING) if state else None
-    if drain is not None and drain.started:
+    if runtime.draining:
         await send_json(send, 503, {"status": "not ready", "reason": "draining: the gateway is shutting down"})
         return
     configured = sum(len(route.deployments) for route in runtime.models.values())
@@ -144,7 +143,12 @@ async def status_json(runtime: Runtime, scope: dict[str, Any], send: Send) -> No
 
 
 async def metrics(runtime: Runtime, scope: dict[str, Any], send: Send) -> None:
-    registry = build_registry(runtime.metrics, lambda: runtime)
+    shared = os.environ.get(DIR_ENV)
+    if shared:  # --workers N: every worker's figures
+        total, extra = combined(runtime.metrics, others(Path(shared), os.getpid()))
+        registry = build_registry(total, lambda: runtime, extra)
+    else:
+        registry = build_registry(runtime.metrics, lambda: runtime)
     body = generate_latest(registry)
     await send_bytes(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
@@ -174,6 +178,11 @@ class Gateway:
     def __init__(self, ref: RuntimeRef, reloader: Reloader | None = None) -> None:
         self.ref = ref
         self.reloader = reloader or Reloader(ref, None)
+        self.snapshots: SnapshotWriter | None = None
+
+    def begin_drain(self) -> None:
+        """Called by modelway's server protocol when a graceful shutdown begins (SIGTERM/SIGINT)."""
+        self.ref.current.draining = True
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -189,7 +198,10 @@ class Gateway:
         if method == "POST" and path not in LOCAL_PATHS:
             runtime.active += 1  # a runtime replaced by a reload closes once this is back to 0
             try:
-                await pipeline.handle(runtime, scope, receive, send)
+                if runtime.tracing is None:
+                    await pipeline.handle(runtime, scope, receive, send)
+                else:
+                    await runtime.tracing.request(pipeline.handle, scope, runtime, scope, receive, send)
             finally:
                 runtime.active -= 1
             return
@@ -222,9 +234,15 @@ class Gateway:
                     return
                 if self.ref.current.config.server.watch_config:
                     self.reloader.watch()
+                shared = os.environ.get(DIR_ENV)
+                if shared:
+                    self.snapshots = SnapshotWriter(Path(shared), lambda: self.ref.current)
+                    self.snapshots.start()
                 tune_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.snapshots is not None:
+                    await self.snapshots.stop()
                 await self.reloader.close()
                 await self.ref.current.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -23,13 +23,20 @@ class Decision(NamedTuple):
     attempts: int
 
 
+Recorded = tuple[float, str, str, str, int | str, int]  # a Decision's fields: a plain tuple is cheaper to make
+
+
 class RecentDecisions:
     """The last few routing decisions, newest last."""
 
-    __slots__ = ("items",)
+    __slots__ = ("_items",)
 
     def __init__(self, size: int = RECENT_DECISIONS) -> None:
-        self.items: deque[Decision] = deque(maxlen=size)
+        self._items: deque[Recorded] = deque(maxlen=size)
 
     def add(self, model: str, served_by: str, provider: str, status: int | str, attempts: int) -> None:
-        self.items.append(Decision(time.time(), model, served_by, provider, status, attempts))
+        self._items.append((time.time(), model, served_by, provider, status, attempts))
+
+    @property
+    def items(self) -> list[Decision]:
+        return [Decision._make(item) for item in self._items]

@@ -17,6 +17,7 @@ class DeploymentStats:
     """Live per-instance counters a strategy may read (never I/O)."""
 
     inflight: int = 0
+    others: int = 0  # in flight at the other instances, as they last published (redis state backend)
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
 
 
@@ -34,6 +35,7 @@ class Deployment:
     output_cost_per_mtok: float = 0.0
     max_concurrency: int | None = None
     max_context: int | None = None
+    max_output_tokens: int | None = None  # clamps the output limit a client asks for
     stats: DeploymentStats = field(default_factory=DeploymentStats)
     health: HealthRecord = field(default_factory=HealthRecord)
     # x-modelway-provider and, when the upstream name is fixed, x-modelway-model: encoded

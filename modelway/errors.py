@@ -10,6 +10,8 @@
     │   ├── MethodNotAllowed        405
     │   ├── RequestTimeout          408 (the body did not arrive in time)
     │   ├── PayloadTooLarge         413
+    │   ├── TooManyRequests         429 (the client key's rpm/tpm), with Retry-After
+    │   ├── AuthServiceAnswer       the forward auth service's refusal, its status and body as they are
     │   ├── InternalError           500 (a bug: the log has the traceback, the answer only its class)
     │   ├── AllAttemptsFailed       502 (message summarises each attempt)
     │   ├── NoHealthyDeployment     503
@@ -55,6 +57,7 @@ class GatewayError(ModelwayError):
     status = 500
     type = "api_error"
     code: str | None = None
+    raw: tuple[bytes, bytes] | None = None  # (body, content type): sent as is instead of an error body
 
     def __init__(
         self,
@@ -111,6 +114,39 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class TooManyRequests(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class AuthServiceAnswer(GatewayError):
+    """The forward auth service refused (`raw` is its body), or could not be asked
+    (`status_on_error`, with an error body of our own in the client's dialect)."""
+
+    type = "authentication_error"
+    code = "forward_auth"
+
+    def __init__(self, status: int, message: str, raw: tuple[bytes, bytes] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = AUTH_STATUS_TYPES.get(status, "api_error")
+        self.raw = raw
+
+
+# The type of an error by its status, as the Anthropic dialect names them (SPEC section 5).
+AUTH_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 class InternalError(GatewayError):

@@ -15,12 +15,14 @@ from modelway.deployment import usable
 if TYPE_CHECKING:
     from modelway.metrics import Histogram, Metrics
     from modelway.runtime import Runtime
+    from modelway.workermetrics import Others
 
 
 class MetricsCollector(Collector):
-    def __init__(self, metrics: Metrics, runtime: Callable[[], Runtime]) -> None:
+    def __init__(self, metrics: Metrics, runtime: Callable[[], Runtime], others: Others | None = None) -> None:
         self.metrics = metrics
         self.runtime = runtime
+        self.others = others  # under --workers N: what the other workers add to the gauges
 
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
@@ -47,6 +49,10 @@ class MetricsCollector(Collector):
             healthy.add_metric([model, provider], 1.0 if ok else 0.0)
         for deployment in runtime.table.extra_deployments():
             inflight[deployment.provider.name] += deployment.stats.inflight
+        others = self.others
+        if others is not None:
+            for provider, count in others.inflight.items():
+                inflight[provider] += count
         gauge = GaugeMetricFamily("modelway_inflight", "Requests in flight per provider", labels=["provider"])
         for name in runtime.providers:
             gauge.add_metric([name], float(inflight.get(name, 0)))
@@ -54,10 +60,11 @@ class MetricsCollector(Collector):
         yield healthy
         errors = CounterMetricFamily("modelway_router_errors", "Router plugin failures", labels=["router"])
         for entry in runtime.routers.routers:
-            errors.add_metric([entry.id], float(runtime.routers.errors.get(entry.id, 0)))
+            extra = others.router_errors.get(entry.id, 0) if others is not None else 0
+            errors.add_metric([entry.id], float(runtime.routers.errors.get(entry.id, 0) + extra))
         yield errors
         state = CounterMetricFamily("modelway_state_backend_errors", "State backend errors (Redis)")
-        state.add_metric([], float(runtime.state_backend_errors()))
+        state.add_metric([], float(runtime.state_backend_errors() + (others.state_errors if others else 0)))
         yield state
         reloads = CounterMetricFamily("modelway_config_reloads", "Config reloads", labels=["result"])
         for result in ("ok", "error"):
@@ -79,7 +86,9 @@ def _histogram(name: str, doc: str, values: dict[tuple[str, str], Histogram]) ->
     return family
 
 
-def build_registry(metrics: Metrics, runtime: Callable[[], Runtime]) -> CollectorRegistry:
+def build_registry(
+    metrics: Metrics, runtime: Callable[[], Runtime], others: Others | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricsCollector(metrics, runtime))
+    registry.register(MetricsCollector(metrics, runtime, others))
     return registry

@@ -31,7 +31,15 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: frozenset[str] = frozenset()) -> None:
         super().__init__()
+        self.secrets: list[str] = []
+        self.secret_bytes: list[bytes] = []  # the same, for writers of bytes (the access log)
+        self.set(secrets)
+
+    def set(self, secrets: frozenset[str]) -> None:
         self.secrets = sorted_secrets(secrets)
+        self.secret_bytes = [s.encode() for s in self.secrets]
+        # as they appear in JSON: a secret with a quote or backslash is escaped there
+        self.secret_bytes += [e for s in self.secrets if (e := orjson.dumps(s)[1:-1]) not in self.secret_bytes]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -108,10 +116,10 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
 
 def redact_secrets(secrets: frozenset[str]) -> None:
     """Set the secrets every handler of this process redacts (after each config load)."""
-    REDACTION.secrets = sorted_secrets(secrets)
+    REDACTION.set(secrets)
 
 
 def add_secrets(secrets: frozenset[str]) -> None:
     """After a reload: the new config's secrets are redacted too, and the old ones still are
     (requests in flight on the old config may log them)."""
-    REDACTION.secrets = sorted_secrets(frozenset(REDACTION.secrets) | secrets)
+    REDACTION.set(frozenset(REDACTION.secrets) | secrets)

@@ -228,7 +228,9 @@ class RouteRequest:
     ) -> None:
         payload: dict[str, Any] = copy.deepcopy(dict(body)) if body is not None else {}
         model = payload.get("model")
-        self.source_format = source_format or ("anthropic" if "/messages" in path else "openai")
+        self.source_format = source_format or (
+            "anthropic" if "/messages" in path else "responses" if path.endswith("/responses") else "openai"
+        )
         self.path = path
         self.requested_model = requested_model if requested_model is not None else str(model or "")
         if original_model is None and isinstance(model, str):

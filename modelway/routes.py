@@ -82,6 +82,7 @@ class ModelTable:
             output_cost_per_mtok=d.output_cost_per_mtok,
             max_concurrency=d.max_concurrency,
             max_context=d.max_context,
+            max_output_tokens=d.max_output_tokens,
         )
         deployment.health = self._health.record(deployment.key)
         return deployment

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from types import FrameType
 from typing import Any
 
@@ -22,6 +23,7 @@ from modelway.config.secrets import config_secrets
 from modelway.http1.limits import Limits
 from modelway.http1.server import ServerProtocol
 from modelway.logs import redact_secrets
+from modelway.workermetrics import DIR_ENV
 
 log = logging.getLogger("modelway")
 
@@ -33,6 +35,10 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
     redact_secrets(config_secrets(config))
     for warning in not_yet_enforced(config):
         log.warning("config: %s", warning)
+    if workers > 1 and config.state.backend == "memory":
+        log.warning("--workers %d with state.backend memory: each worker keeps its own cooldowns, in-flight "
+                    "counts and rpm/tpm buckets (a key may send its limit to each worker); state.backend: redis "
+                    "shares them (docs/scaling.md)", workers)
     if config_path:
         os.environ["MODELWAY_CONFIG"] = os.path.abspath(config_path)
     else:
@@ -56,8 +62,11 @@ def run(config_path: str | None, host: str | None, port: int | None, workers: in
     )
     exit_quietly_after_drain()
     if workers > 1:
-        DrainingSupervisor(settings, sockets=[settings.bind_socket()]).run()
+        with tempfile.TemporaryDirectory(prefix="modelway-metrics-") as shared:
+            os.environ[DIR_ENV] = shared  # each worker's counters, for a scrape to sum (workermetrics.py)
+            DrainingSupervisor(settings, sockets=[settings.bind_socket()]).run()
         return
+    os.environ.pop(DIR_ENV, None)
     server = uvicorn.Server(settings)
     server.run()
     if not server.started:

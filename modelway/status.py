@@ -61,6 +61,7 @@ def deployment_status(runtime: Runtime, route_name: str, deployment: Deployment,
         "provider_healthy": deployment.provider.healthy,
         "cooldown_s": round(cooled_until - now, 1) if cooled_until > now else 0.0,
         "inflight": deployment.stats.inflight,
+        "inflight_elsewhere": deployment.stats.others,  # at the other instances (redis state backend)
         "requests": requests,
         "errors": errors,
         "latency_p50_s": quantile(metrics.durations.get(key), 0.5),

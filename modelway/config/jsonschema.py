@@ -17,6 +17,7 @@ SCHEMA_ID = "https://modelway.dev/schema/config.json"
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "Config": {
         "server": "Listen address, limits and server behaviour.",
+        "telemetry": "Optional OpenTelemetry traces (pip extra modelway[otel]); absent: no tracing cost at all.",
         "state": "Where shared state lives: memory (one process) or redis (shared by instances).",
         "auth": "Client keys, the admin key and optional forward auth. No keys: the gateway is open.",
         "providers": "Upstream endpoints (vLLM, GPUStack, hosted APIs) and the credentials injected for them.",
@@ -32,9 +33,16 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "response_model": "What 'model' clients see in answers: the upstream's name, or the name they requested.",
         "watch_config": "Reload when the config file changes.",
         "drain_s": "On SIGTERM/SIGINT: how long requests and streams in flight may finish before the process exits.",
+        "access_log": "One JSON line per request on stdout (never bodies, never secrets).",
         "max_header_bytes": "Request line and headers together; more gets 431 (a target over 8192 bytes: 414).",
         "max_headers": "Header fields in a request; more gets 431.",
         "body_timeout_s": "A request body not complete this long after its head gets 408 and the connection closed.",
+        "stream_ping_s": "A translated stream whose upstream is silent this long gets a keep-alive frame"
+        " (Anthropic ping, an SSE comment otherwise); 0: never.",
+    },
+    "TelemetryConfig": {
+        "otlp_endpoint": "OTLP/HTTP collector, e.g. http://127.0.0.1:4318: one span per request, one per attempt.",
+        "service_name": "The service.name resource attribute of the spans.",
     },
     "StateConfig": {
         "backend": "memory (default, one process) or redis (shared by instances).",
@@ -100,6 +108,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "max_connections": "Connections open to this provider at once, idle ones included; null: no cap.",
         "max_response_bytes": "The largest non-stream answer taken from this provider; larger ones fail the attempt.",
         "simulate": "Behaviour of a simulated provider (kind: simulated).",
+        "responses_api": "How POST /v1/responses reaches this provider: native (forwarded) or translate (as"
+        " chat/completions, both ways). Default native for kind openai, translate for the others.",
+        "anthropic_version": "kind anthropic: the anthropic-version header sent when the client sent none.",
     },
     "DeploymentConfig": {
         "provider": "The provider serving this deployment.",
@@ -112,6 +123,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "output_cost_per_mtok": "USD per million output tokens.",
         "max_concurrency": "In-flight cap per deployment per instance; beyond it the deployment is skipped.",
         "max_context": "Context window in tokens, for the context-window router.",
+        "max_output_tokens": "Clamps the output limit a client asks for (max_tokens, max_completion_tokens,"
+        " max_output_tokens) to at most this.",
     },
     "ModelConfig": {
         "name": "The public model name clients send.",

@@ -49,6 +49,7 @@ PART_EVENTS = {
     "reasoning_text": ("response.reasoning_text.delta", "response.reasoning_text.done", "text"),
 }
 FRAME_HEADS: dict[str, bytes] = {}
+PING = b": ping\n\n"
 
 
 def frame_head(kind: str) -> bytes:
@@ -90,6 +91,7 @@ class StreamTranslator:
         "_base",
         "_calls",
         "_context",
+        "_failure_message",
         "_finish_reason",
         "_lines",
         "_out",
@@ -116,6 +118,7 @@ class StreamTranslator:
         self._calls: dict[int, Call] = {}
         self._finish_reason: str | None = None
         self._usage: Any = None
+        self._failure_message: str | None = None
         self.finished = False  # the last event (completed, incomplete or failed) is out
         self.failed = False  # ... and it was response.failed
 
@@ -150,13 +153,36 @@ class StreamTranslator:
                 self._fail("the upstream stream ended before its answer was complete")
         return self._flush()
 
-    def fail(self, message: str) -> bytes:
-        """The upstream broke (or timed out) mid-stream: a response.failed event saying `message`."""
+    def fail(self, message: str, status: int = 502) -> bytes:
+        """The upstream broke (or timed out) mid-stream: a response.failed event saying `message`.
+        (`status` is there for the StreamTranslation protocol: response.failed has no place for it.)"""
         if self.finished:
             return b""
         self._start()
         self._fail(message)
         return self._flush()
+
+    def ping(self) -> bytes:
+        """A keep-alive for a client waiting on a silent upstream: an SSE comment, which
+        clients skip (a response.* event would need a sequence number of its own)."""
+        return b"" if self.finished else PING
+
+    @property
+    def failure(self) -> str | None:
+        """Why the stream ended in response.failed (None while it has not)."""
+        if not self.failed:
+            return None
+        error = self._failure_message
+        return error if error is not None else "the stream failed"
+
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        """(prompt tokens, completion tokens) once the upstream told them."""
+        usage = self._usage
+        if not isinstance(usage, dict):
+            return None
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
     # -- events
 
@@ -343,11 +369,20 @@ class StreamTranslator:
         self.finished = True
 
     def _fail(self, message: str) -> None:
+        self._failure_message = message
         response = self._response("failed")
         response["error"] = {"code": "server_error", "message": message}
         self._emit("response.failed", {"response": response})
         self.finished = True
         self.failed = True
+
+
+def failed_frame(message: str, model: str = "") -> bytes:
+    """A lone response.failed event: the end of a native Responses stream that broke after
+    bytes reached the client (its sequence numbers are the upstream's: none is given)."""
+    response = {**envelope(new_token(), int(time.time()), model, AnswerContext()), "status": "failed",
+                "output": [], "usage": None, "error": {"code": "server_error", "message": message}}
+    return frame_head("response.failed") + orjson.dumps({"type": "response.failed", "response": response}) + b"\n\n"
 
 
 def error_message(chunk: dict[str, Any]) -> str:

@@ -10,12 +10,14 @@ from modelway.dialects.sse import Event, SSEParser
 
 
 class StreamTranslation(Protocol):
-    failure: str | None
-    """Set when the stream ended in an error frame (the upstream sent an error event or broke
-    the SSE format, or `fail` was called): stop reading and count the attempt as failed."""
+    @property
+    def failure(self) -> str | None:
+        """Set when the stream ended in an error frame (the upstream sent an error event or broke
+        the SSE format, or `fail` was called): stop reading and count the attempt as failed."""
 
-    usage: tuple[int, int] | None
-    """(prompt tokens, completion tokens) once the upstream told them."""
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        """(prompt tokens, completion tokens) once the upstream told them."""
 
     def feed(self, chunk: bytes) -> bytes:
         """Upstream bytes, split anywhere, in; the client's frames completed by them out

@@ -38,17 +38,7 @@ log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
-DRAINING = "modelway.drain"  # key in the app state of a Drain, shared by every connection and request
-
-
-class Drain:
-    """Set once uvicorn has begun a graceful shutdown; read by /ready through scope["state"]
-    (a copy of the app state per request, which shares this object)."""
-
-    __slots__ = ("started",)
-
-    def __init__(self) -> None:
-        self.started = False
+DRAIN_HOOK = "begin_drain"  # an app offering this method is told when uvicorn begins a graceful shutdown
 
 
 class Refused(Exception):
@@ -80,8 +70,6 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         self.loop: asyncio.AbstractEventLoop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.app_state = app_state
-        if DRAINING not in app_state:
-            app_state[DRAINING] = Drain()
         self.keepalive_s: float = config.timeout_keep_alive
         self.max_header_bytes = limits.max_header_bytes
         self.max_headers = limits.max_headers
@@ -199,11 +187,11 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
 
     # uvicorn's server calls this to start a graceful shutdown
     def shutdown(self) -> None:
-        # Shared by every connection (uvicorn's lifespan state, copied into each scope):
-        # from now on /ready answers 503 to whatever still reaches it during the drain.
-        drain = self.app_state.get(DRAINING)
-        if drain is not None:
-            drain.started = True
+        # From now on /ready answers 503 to whatever still reaches it during the drain. The
+        # app is told directly: a flag in the app state would cost a copy of it per request.
+        begin_drain = getattr(self.app, DRAIN_HOOK, None)
+        if begin_drain is not None:
+            begin_drain()
         if self.running is None:
             self.close()
         else:

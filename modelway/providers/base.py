@@ -14,6 +14,7 @@ from typing import Any
 
 from modelway.config.schema import ProviderConfig
 from modelway.providers.credentials import Credential, CredentialPool
+from modelway.proxy.dialect import OPENAI, Dialect
 
 # Never relayed in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -80,14 +81,21 @@ class UpstreamResponse(ABC):
 
 class Provider(ABC):
     """One configured upstream. Built from config at runtime build; `start` runs inside
-    the event loop and opens pools, `close` shuts them."""
+    the event loop and opens pools, `close` shuts them.
+
+    `dialect` is the API it speaks (OpenAI's unless a kind says otherwise): a request in
+    another dialect is translated on its way here (modelway/translation/).
+    `responses_native`: POST /v1/responses is forwarded as is, not translated to chat."""
 
     default_models_path = "models"
+    dialect: Dialect = OPENAI
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
         self.kind = config.kind
+        responses_api = config.responses_api or ("native" if config.kind == "openai" else "translate")
+        self.responses_native = responses_api == "native"
         self.credentials = CredentialPool(config.name, config.auth, config.keys)
         self.healthy = True  # set by active health checks, when enabled
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelway.errors import (
     AllAttemptsFailed,
+    GatewayError,
     GatewayTimeout,
     NoHealthyDeployment,
     UpstreamError,
@@ -72,7 +73,8 @@ class RequestView:
         return self._request.hash_key(hash_on)
 
     def inflight(self, deployment: Deployment) -> int:
-        return deployment.stats.inflight
+        stats = deployment.stats
+        return stats.inflight + stats.others
 
     def prefix(self) -> Prefix | None:
         return prefix_of(self._request.raw_body)
@@ -164,6 +166,7 @@ class AttemptLoop:
                     record = self.pending.pop(task)
                     exc = task.exception()
                     if exc is not None and not isinstance(exc, UpstreamError):
+                        self.abandon()
                         raise exc
                     answer = self.settle(record, exc or task.result())
                     if answer is not None:
@@ -185,6 +188,9 @@ class AttemptLoop:
                 answer = self.settle(record, await exchange(self.request, self.model, record, self.settings))
             except UpstreamError as exc:
                 answer = self.settle(record, exc)
+            except GatewayError:  # the request itself is refused (a body a translation cannot read)
+                self.abandon()
+                raise
             if answer is not None:
                 return self.won(answer, ())
             if (record := self.next_attempt()) is None:
@@ -263,6 +269,12 @@ class AttemptLoop:
             self.failed_answer.finish(ok=False, error=str(self.failed_answer.upstream.status))
         answer.attempts = len(self.history)
         return answer
+
+    def abandon(self) -> None:
+        """The request ends in an error of its own: the answer kept for pass-through is released."""
+        failed = self.failed_answer
+        if failed is not None:
+            failed.finish(ok=False, error=str(failed.upstream.status))
 
     def lost(self) -> Answer:
         failed = self.failed_answer

@@ -1,14 +1,19 @@
 """One upstream exchange: send the request to one deployment with one credential, and
 wait for the answer up to its first body byte (a stream's first chunk, or a whole
-non-stream body). Nothing has reached the client yet, so any failure here is retryable."""
+non-stream body). Nothing has reached the client yet, so any failure here is retryable.
+
+When the provider speaks another dialect than the client, the attempt goes through a
+`Translation` (modelway/translation/), chosen here per attempt: it makes the request sent,
+and rides on the Answer for the relay to translate what comes back. When both speak the
+same, nothing of it runs: the client's bytes go out as they came."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -16,7 +21,9 @@ from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, Upstream
 from modelway.failover.quota import low_until
 from modelway.providers.base import UpstreamRequest
 from modelway.proxy.splice import Unspliceable, nested, with_model
+from modelway.proxy.usage import injects_stream_usage, with_usage_requested
 from modelway.strategies.base import Outcome
+from modelway.translation import LocalResponse, Translation, choose
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
@@ -26,7 +33,11 @@ if TYPE_CHECKING:
     from modelway.proxy.settings import ProxySettings
     from modelway.routes import ModelRoute
 
+Headers = Sequence[tuple[bytes, bytes]]
+
 log = logging.getLogger("modelway")
+NATIVE = "native"
+OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 @dataclass(slots=True)
@@ -62,6 +73,13 @@ class Answer:
     rest: AsyncIterator[bytes] | None = None
     ttft_s: float | None = None
     finished: bool = field(default=False)
+    translation: Translation | None = None  # the crossing this answer came through; None: the same dialect
+
+    @property
+    def crossing(self) -> str:
+        """The dialects the request crossed, for the logs: "native", "anthropic→openai", ..."""
+        translation = self.translation
+        return translation.name if translation is not None else NATIVE
 
     def finish(self, ok: bool, error: str | None = None, observe: bool = True) -> None:
         """Release the upstream and account for the outcome, once (the relay ended, broke,
@@ -92,6 +110,10 @@ def upstream_body(request: Incoming, model: str, deployment: Deployment, model_k
     numbers and everything else reach the provider as the client wrote them."""
     target = deployment.upstream_model or model
     options = deployment.options
+    if deployment.max_output_tokens is not None:
+        options = clamped(request.payload, options, deployment.max_output_tokens)
+    if request.stream and injects_stream_usage(request.path, True, request.payload, deployment.provider.kind):
+        options = with_usage_requested(request.payload, options)  # for the tokens and cost of streams
     if not options and target == request.original_model:
         return request.raw_body  # nothing to change: the client's bytes go out as they came
     try:
@@ -101,26 +123,82 @@ def upstream_body(request: Incoming, model: str, deployment: Deployment, model_k
         return orjson.dumps(nested({**request.payload, **options} if options else request.payload, model_key, target))
 
 
-async def exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
-    """`request` to `record`'s deployment, as `model` (the public model) or its upstream name."""
+def clamped(payload: dict[str, Any], options: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The deployment's options, plus each output limit the client asked for above `limit`
+    lowered to it (max_output_tokens, SPEC section 2)."""
+    lowered = {
+        key: limit
+        for key in OUTPUT_LIMITS
+        if type(asked := payload.get(key)) is int and asked > limit and key not in options
+    }
+    return {**options, **lowered} if lowered else options
+
+
+def translated(
+    request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings, headers: Headers
+) -> tuple[Translation, UpstreamRequest] | None:
+    """The translation this attempt goes through and the request it makes, or None when the
+    request goes as it is. Raises BadRequest when the body cannot be translated."""
+    deployment = record.deployment
+    kind = choose(request, deployment.provider)
+    if kind is None:
+        return None
+    translation = kind(request, deployment, request.original_model if settings.rewrite_response_model else None)
+    outgoing = translation.outgoing(model, headers, record.fresh)
+    # The access log's `dialect` says it for every request; this line is there for debugging.
+    if translation.local:
+        log.debug("%s: %s, estimated here (%s not asked)", request.path, translation.name, deployment.name)
+    else:
+        log.debug("%s: %s, to %s", request.path, translation.name, deployment.name)
+    return translation, outgoing
+
+
+def exchange(
+    request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings
+) -> Coroutine[Any, Any, Answer]:
+    """`request` to `record`'s deployment, as `model` (the public model) or its upstream name.
+    Returns the coroutine itself, in a span of its own when tracing: no frame more otherwise."""
+    if settings.tracing is None:
+        return exchange_once(request, model, record, settings)
+    return traced_exchange(request, model, record, settings)
+
+
+async def traced_exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
+    assert settings.tracing is not None
+    with settings.tracing.attempt(record.deployment) as span:
+        answer = await exchange_once(request, model, record, settings)
+        span.set_attribute("http.response.status_code", answer.upstream.status)
+        return answer
+
+
+async def exchange_once(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
     route = record.route
     deployment = record.deployment
+    provider = deployment.provider
     headers = request.forward_headers
     if settings.selected_provider_header:
-        selected = (settings.selected_provider_header, deployment.provider.name.encode())
+        selected = (settings.selected_provider_header, provider.name.encode())
         headers = [*(h for h in headers if h[0] != selected[0]), selected]
-    outgoing = UpstreamRequest(
-        path=request.upstream_path,
-        client_path=request.path,
-        headers=headers,
-        body=upstream_body(request, model, deployment, settings.model_key),
-        stream=request.stream,
-        fresh=record.fresh,
-    )
+    translation: Translation | None = None
+    crossing = None if request.dialect == provider.dialect else translated(request, model, record, settings, headers)
+    if crossing is None:
+        outgoing = UpstreamRequest(
+            path=request.upstream_path,
+            client_path=request.path,
+            headers=headers,
+            body=upstream_body(request, model, deployment, settings.model_key),
+            stream=request.stream,
+            fresh=record.fresh,
+        )
+    else:
+        translation, outgoing = crossing
     started = time.monotonic()
     deployment.stats.inflight += 1
     try:
-        upstream = await deployment.provider.send(outgoing, record.credential)
+        if translation is not None and translation.local:
+            upstream: UpstreamResponse = LocalResponse(translation.local_body())
+        else:
+            upstream = await provider.send(outgoing, record.credential)
     except BaseException as exc:
         deployment.stats.inflight -= 1
         # A stale keep-alive connection says nothing about the deployment: not observed.
@@ -134,6 +212,8 @@ async def exchange(request: Incoming, model: str, record: AttemptRecord, setting
         if low is not None:
             deployment.stats.quota_low_until = low
     answer = Answer(route, deployment, upstream, started)
+    if translation is not None:
+        answer.translation = translation
     try:
         if upstream.is_event_stream and upstream.status < 300:
             rest = upstream.chunks().__aiter__()

@@ -28,7 +28,7 @@ import orjson
 from modelway.errors import AllAttemptsFailed, GatewayError
 from modelway.plugins import GatewayClient, ReadOnlyMap, Response, RouteRequest, StreamResponse
 from modelway.providers.base import RESPONSE_SKIP
-from modelway.proxy.dialect import ANTHROPIC, Dialect
+from modelway.proxy.dialect import OPENAI, Dialect
 from modelway.proxy.incoming import REENTRY, Reentry
 from modelway.proxy.responses import send_bytes, send_error, sse_error_event
 
@@ -108,7 +108,7 @@ class ExecutorCall:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()  # also on client disconnect: the plugin's generator cleans up
-        tail = b"" if dialect == ANTHROPIC else b"data: [DONE]\n\n"
+        tail = b"data: [DONE]\n\n" if dialect == OPENAI else b""  # Anthropic and Responses streams have none
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def failed(self, exc: Exception) -> None:
@@ -120,7 +120,7 @@ def sse_event(event: Any, dialect: Dialect) -> bytes:
     if not isinstance(event, Mapping):
         raise TypeError(f"stream events must be dicts, not {type(event).__name__}")
     data = orjson.dumps(event if isinstance(event, dict) else dict(event))
-    kind = event.get("type") if dialect == ANTHROPIC else None
+    kind = event.get("type") if dialect != OPENAI else None  # Anthropic's and Responses' events are named
     if isinstance(kind, str):
         return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
     return b"data: " + data + b"\n\n"

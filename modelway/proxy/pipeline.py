@@ -3,6 +3,7 @@ none changes what an earlier one made:
 
     parse     (incoming.py)  scope, body → Incoming: path, dialect, parsed body, headers, client
     map       (resolve.py)   Incoming → the requested public model
+    admit     (admission.py) forward auth, the key's rpm/tpm (only when configured) → Incoming, Ticket
     resolve   (resolve.py)   authorize → router plugins (decide.py) → model table → Resolved:
                              a route or a plugin's ExecutorCall, the public model, answer headers
     attempt   (attempts.py)  retries, fallbacks, hedging over exchanges (exchange.py) → Answer
@@ -20,24 +21,27 @@ disconnects, so the upstream request is abandoned at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelway.errors import GatewayError
+from modelway.errors import BadRequest, GatewayError, clip
 from modelway.http1.cycle import DISCONNECT_EXTENSION
 from modelway.proxy.attempts import attempt
 from modelway.proxy.body import ClientGone
 from modelway.proxy.dialect import Dialect, dialect_of
 from modelway.proxy.executor import ExecutorCall
-from modelway.proxy.incoming import parse
-from modelway.proxy.relay import relay
+from modelway.proxy.incoming import REENTRY, parse
+from modelway.proxy.relay import CLIENT_CLOSED, relay
 from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
 from modelway.proxy.responses import send_error
+from modelway.proxy.translated import relay_translated
 from modelway.proxy.unexpected import answer_unexpected
 
 if TYPE_CHECKING:
     from modelway.asgi import Receive, Scope, Send
+    from modelway.proxy.admission import Ticket
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import ProxySettings
     from modelway.routes import ModelRoute
@@ -58,28 +62,47 @@ async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -
     except ClientGone:
         return
     except GatewayError as exc:
-        await refuse(settings, send, exc, dialect_of(scope["path"]), "")
+        await refuse(settings, send, exc, dialect_of(scope["path"]), "", path=scope["path"])
         return
     except Exception as exc:
         await answer_unexpected(settings, "", exc, send, dialect_of(scope["path"]))
+        log_refusal(settings, scope["path"], None, "", 500, "internal_error")
         return
     model = ""
+    ticket: Ticket | None = None
     try:
         model = requested_model(request, runtime.mapper, runtime.table.default_model)
+        gate = runtime.gate
+        if gate is not None and REENTRY not in scope:  # an executor's call was admitted as its caller
+            request, ticket = await gate.admit(request, model)
         routers = runtime.routers
         app = partial(handle, runtime) if routers.routers else None  # executors' way back in
         resolved = await resolve(request, model, runtime.table, routers, app)
     except GatewayError as exc:
-        await refuse(settings, send, exc, request.dialect, model)
+        if ticket is not None:
+            ticket.refund()
+        await refuse(settings, send, exc, request.dialect, model, request=request)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
     target = resolved.target
+    if request.stream and not isinstance(target, ExecutorCall) and target.config.passthrough_url is not None:
+        error = BadRequest(
+            f"model {clip(resolved.model)!r} passes its answers through a service that needs the whole answer: "
+            "send this request with stream false", param="stream", code="stream_not_supported")
+        if ticket is not None:
+            ticket.refund()
+        await refuse(settings, send, error, request.dialect, resolved.model, resolved.headers, request=request)
+        return
     if isinstance(target, ExecutorCall):
-        work = target.run(request, resolved.headers, send)
+        if settings.access is None:
+            work = target.run(request, resolved.headers, send)
+        else:
+            work = logged_executor(settings, request, resolved.model, target, resolved.headers, send)
     else:
-        work = proxy(settings, request, resolved.model, target, resolved.headers, send)
+        work = proxy(settings, request, resolved.model, target, resolved.headers, send, ticket)
     await run_until_disconnect(work, scope, receive)
 
 
@@ -90,16 +113,23 @@ async def proxy(
     route: ModelRoute,
     headers: Sequence[tuple[bytes, bytes]],
     send: Send,
+    ticket: Ticket | None = None,
 ) -> None:
     try:
         answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
-        await refuse(settings, send, exc, request.dialect, model, headers)
+        if ticket is not None:
+            ticket.refund()
+        await refuse(settings, send, exc, request.dialect, model, headers, request=request)
         return
     except Exception as exc:
         await answer_unexpected(settings, model, exc, send, request.dialect, headers)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
-    await relay(settings, request, model, headers, answer, send)
+    if answer.translation is None:
+        await relay(settings, request, model, headers, answer, send, ticket)
+    else:
+        await relay_translated(settings, request, model, headers, answer, send, ticket)
 
 
 async def refuse(
@@ -109,10 +139,92 @@ async def refuse(
     dialect: Dialect,
     model: str,
     headers: Sequence[tuple[bytes, bytes]] = NO_HEADERS,
+    *,
+    request: Incoming | None = None,
+    path: str = "",
 ) -> None:
-    """An answer modelway gives itself: counted, then sent in the client's dialect."""
+    """An answer modelway gives itself: counted, logged, then sent in the client's dialect."""
     settings.metrics.rejected(settings.metric_model(model), error.status)
+    attempts = error.headers.get("x-modelway-attempts")
+    log_refusal(settings, request.path if request is not None else path, request, model, error.status,
+                error.code or type(error).__name__, int(attempts) if attempts else 0)
     await send_error(send, error, dialect, headers)
+
+
+async def logged_executor(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    call: ExecutorCall,
+    headers: Sequence[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    """A router plugin's own answer, in the access log too (provider "router:<id>")."""
+    started = time.monotonic()
+    status = 0
+
+    async def watched(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await call.run(request, headers, watched)
+    finally:
+        assert settings.access is not None
+        settings.access.write({
+            "method": "POST",
+            "path": request.path,
+            "status": status or CLIENT_CLOSED,
+            "client": request.client.name if request.client is not None else None,
+            "original_model": request.original_model,
+            "model": settings.metric_model(model) or None,
+            "provider": f"router:{call.entry.id}",
+            "upstream_model": None,
+            "attempts": 0,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+            "ttft_ms": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "cost_usd": None,
+            "error": None if 0 < status < 400 else ("client_closed" if not status else f"executor_{status}"),
+            "dialect": request.dialect,
+        })
+
+
+def log_refusal(
+    settings: ProxySettings,
+    path: str,
+    request: Incoming | None,
+    model: str,
+    status: int,
+    error: str,
+    attempts: int = 0,
+) -> None:
+    if settings.tracing is not None:
+        settings.tracing.refused(status, error)
+    access = settings.access
+    if access is None:
+        return
+    access.write({
+        "method": "POST",
+        "path": path,
+        "status": status,
+        "client": request.client.name if request is not None and request.client is not None else None,
+        "original_model": request.original_model if request is not None else None,
+        "model": settings.metric_model(model) or None,
+        "provider": None,
+        "upstream_model": None,
+        "attempts": attempts,
+        "duration_ms": None,
+        "ttft_ms": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": None,
+        "error": error,
+        "dialect": request.dialect if request is not None else None,
+    })
 
 
 class DisconnectWatch:

@@ -57,12 +57,12 @@ class View(Protocol):
         """The consistent-hash key the request carries for `hash_on`, or None."""
 
     def inflight(self, deployment: Deployment) -> int:
-        """Requests in flight at `deployment`: this instance's count, or the whole fleet's
-        where the state backend shares them."""
+        """Requests in flight at `deployment`: this instance's, plus the other instances' as
+        they last published them (state.backend: redis; at most INFLIGHT_INTERVAL_S old)."""
 
     def prefix(self) -> Prefix | None:
         """The prompt's prefix identity (strategies/prefix.py), computed on each call: a
-        strategy that wants it asks once per choice. None: no prompt, or a short one."""
+        strategy that wants it asks once per choice. None: no request body to read."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,7 +1,8 @@
 """Join the shortest expected delay: the deployment where a new request is expected to
 see its first token soonest, counting the queue it would join.
 
-For each candidate d, with n its requests in flight (below):
+For each candidate d, with n its requests in flight (below; every instance's with the
+redis state backend):
 
     expected_d = prefill_d + max(0, n + 1 - slots_d) * service_d / slots_d
 

@@ -1,4 +1,4 @@
-"""Fewest in-flight requests relative to weight (this instance's counts); ties by smooth WRR."""
+"""Fewest in-flight requests relative to weight (every instance's, with the redis state backend); ties by smooth WRR."""
 
 from __future__ import annotations
 

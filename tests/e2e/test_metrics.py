@@ -82,10 +82,11 @@ def test_metrics_count_requests_attempts_tokens_and_cost(gateway: Gateway, upstr
     assert sample(text, "modelway_attempts_total", model="m", provider="a", outcome="503") == 1
     assert sample(text, "modelway_request_duration_seconds_count", model="m", provider="a") == 6
     assert sample(text, "modelway_ttft_seconds_count", model="m", provider="a") == 1
-    # The test upstream reports 3 prompt + 3 completion tokens per non-stream answer.
-    assert sample(text, "modelway_tokens_total", model="m", provider="a", direction="input") == 12
-    assert sample(text, "modelway_tokens_total", model="m", provider="a", direction="output") == 12
-    assert abs(sample(text, "modelway_cost_usd_total", model="m", provider="a") - (12 * 1 + 12 * 2) / 1e6) < 1e-12
+    # The test upstream reports 3 prompt + 3 completion tokens per non-stream answer (4 of them),
+    # and 7 prompt + 1 per chunk (2) in the usage chunk of the stream.
+    assert sample(text, "modelway_tokens_total", model="m", provider="a", direction="input") == 12 + 7
+    assert sample(text, "modelway_tokens_total", model="m", provider="a", direction="output") == 12 + 2
+    assert abs(sample(text, "modelway_cost_usd_total", model="m", provider="a") - (19 * 1 + 14 * 2) / 1e6) < 1e-12
     assert sample(text, "modelway_inflight", provider="a") == 0
     assert sample(text, "modelway_deployment_healthy", model="m", provider="a") == 1
     assert sample(text, "modelway_router_errors_total", router="flaky") == 1

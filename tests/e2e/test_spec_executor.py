@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 from support.gateway import Gateway
@@ -25,3 +27,9 @@ def test_a_router_that_defines_execute_is_an_executor() -> None:
         assert reply.status == 200, reply.body
         assert reply.json() == {"object": "chat.completion", "model": "m", "answer": "per SPEC"}
         assert "does not implement" not in gateway.logs()
+        deadline = time.monotonic() + 5
+        while '"provider":"router:spec"' not in gateway.logs():  # its access-log line, batched
+            assert time.monotonic() < deadline, gateway.logs()
+            time.sleep(0.05)
+        (line,) = [json.loads(x) for x in gateway.logs().splitlines() if '"provider":"router:spec"' in x]
+        assert (line["status"], line["model"], line["error"]) == (200, "m", None)

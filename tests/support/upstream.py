@@ -170,46 +170,53 @@ class Upstream:
                 headers = dict(behaviour.extra_headers)
                 if behaviour.retry_after:
                     headers["Retry-After"] = behaviour.retry_after
-                error = behaviour.error_body or {
-                    "error": {"message": f"{self.name} says {status}", "type": "upstream", "code": None}
-                }
+                error = behaviour.error_body or self._error_payload(status)
                 return web.json_response(error, status=status, headers=headers)
-            model = body.get("model") if isinstance(body, dict) else None
-            if request.path.endswith("/embeddings"):
-                return web.json_response(
-                    {
-                        "object": "list",
-                        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-                        "model": model,
-                        "usage": {"prompt_tokens": 2, "total_tokens": 2},
-                    },
-                    headers=behaviour.extra_headers,
-                )
-            if isinstance(body, dict) and body.get("stream") is True:
-                return await self._stream(request, model, behaviour)
-            if behaviour.body_bytes:
-                return await self._big(request, behaviour.body_bytes)
-            return web.json_response(
-                {
-                    "id": "chatcmpl-test",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": f"hello from {self.name}"},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-                    **behaviour.answer_fields,
-                },
-                headers={"x-upstream": self.name, **behaviour.extra_headers},
-            )
+            return await self._answer(request, body, behaviour)
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled += 1
             raise
+
+    def _error_payload(self, status: int) -> dict[str, Any]:
+        return {"error": {"message": f"{self.name} says {status}", "type": "upstream", "code": None}}
+
+    async def _answer(self, request: web.Request, body: Any, behaviour: Behaviour) -> web.StreamResponse:
+        """A successful answer (subclasses speak other formats: tests/support/llm_upstream.py)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        if request.path.endswith("/embeddings"):
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                    "model": model,
+                    "usage": {"prompt_tokens": 2, "total_tokens": 2},
+                },
+                headers=behaviour.extra_headers,
+            )
+        if isinstance(body, dict) and body.get("stream") is True:
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await self._stream(request, model, behaviour, usage)
+        if behaviour.body_bytes:
+            return await self._big(request, behaviour.body_bytes)
+        return web.json_response(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"hello from {self.name}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                **behaviour.answer_fields,
+            },
+            headers={"x-upstream": self.name, **behaviour.extra_headers},
+        )
 
     async def _big(self, request: web.Request, size: int) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -224,7 +231,9 @@ class Upstream:
         await response.write_eof()
         return response
 
-    async def _stream(self, request: web.Request, model: Any, behaviour: Behaviour) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, model: Any, behaviour: Behaviour, usage: bool = False
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-upstream": self.name})
         await response.prepare(request)
         if behaviour.raw_stream is not None:
@@ -261,6 +270,11 @@ class Upstream:
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
         }
         await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+        if usage:  # as OpenAI does with stream_options.include_usage: a last chunk with no choices
+            tokens = {"prompt_tokens": 7, "completion_tokens": behaviour.chunks, "total_tokens": 7 + behaviour.chunks}
+            final = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1, "model": model,
+                     "choices": [], "usage": tokens}
+            await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

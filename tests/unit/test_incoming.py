@@ -67,6 +67,7 @@ async def test_the_dialect_follows_the_path() -> None:
     assert (await parsed("/v1/messages", headers, body=body)).dialect == "anthropic"
     assert (await parsed("/v1/messages/count_tokens", headers, body=body)).dialect == "anthropic"
     assert (await parsed("/v1/embeddings", headers, body={"model": "e", "input": "x"})).dialect == "openai"
+    assert (await parsed("/v1/responses", headers, body={"model": "r", "input": "x"})).dialect == "responses"
 
 
 async def test_refusals_come_in_parse_order() -> None:

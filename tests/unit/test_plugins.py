@@ -44,6 +44,7 @@ def test_route_request_built_by_hand_copies_and_defaults() -> None:
     assert (req.requested_model, req.original_model, req.stream) == ("m", "m", True)
     assert req.source_format == "openai" and req.available == Available()
     assert RouteRequest(path="/v1/messages").source_format == "anthropic"
+    assert RouteRequest(path="/v1/responses").source_format == "responses"
     assert req.prompt_tokens == estimate_prompt_tokens(req.body)
 
 
