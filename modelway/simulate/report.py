@@ -157,8 +157,12 @@ def plot(summaries: Sequence[Summary], path: str, title: str) -> str | None:
     except ImportError:
         return "matplotlib is not installed (pip install 'modelway[simulate]'): plot skipped"
     workloads = list(dict.fromkeys(s.workload for s in points))
-    figure, panels = plt.subplots(1, len(workloads), figsize=(6.5 * len(workloads), 4.5), squeeze=False)
-    for axes, workload in zip(panels[0], workloads, strict=True):
+    columns = min(2, len(workloads))
+    rows = -(-len(workloads) // columns)
+    figure, panels = plt.subplots(rows, columns, figsize=(6.5 * columns, 4.5 * rows), squeeze=False)
+    for axes in panels.flat[len(workloads) :]:
+        axes.set_visible(False)
+    for axes, workload in zip(panels.flat, workloads, strict=False):
         mine = [s for s in points if s.workload == workload]
         for line_name in dict.fromkeys(label(s) for s in mine):
             by_util: dict[float, list[float]] = {}

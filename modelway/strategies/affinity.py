@@ -5,7 +5,7 @@ request with that prefix (at most HOLDERS, the latest first), each with the size
 request's prompt: those whose engines most likely hold its KV cache, and how much of it.
 A conversation's keys have one; a system prompt that many requests share, spread by the
 load bound, gets several. It is bounded: least recently used keys go first, past
-`capacity` keys (about 200 bytes each).
+`capacity` keys (about 250 bytes each, 550 with four holders).
 
 How much of a prompt a deployment holds: key i matched says the first BOUNDARIES[i]
 bytes; the prompt recorded with it says more — a conversation's next turn extends the
@@ -25,7 +25,7 @@ from typing import Protocol
 
 from modelway.strategies.prefix import BOUNDARIES, Prefix
 
-DEFAULT_CAPACITY = 65_536
+DEFAULT_CAPACITY = 32_768  # a conversation takes about ten keys
 HOLDERS = 4
 
 
