@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from modelway.deployment import Deployment
 
 WRITE_AFTER_S = 0.05
-BUFFER_LIMIT = 64 * 1024
+BUFFER_LIMIT = 256 * 1024
 PIPE_BUF = 4096  # POSIX: a pipe write of at most this many bytes is never interleaved
 
 
@@ -58,6 +59,10 @@ class Timestamps:
 class AccessLog:
     def __init__(self, fd: int = 1) -> None:
         self.fd = fd
+        try:  # only a pipe needs writes of at most PIPE_BUF for lines of several writers not to mix
+            self.piece = PIPE_BUF if stat.S_ISFIFO(os.fstat(fd).st_mode) else BUFFER_LIMIT * 4
+        except OSError:
+            self.piece = PIPE_BUF
         self.buffer = bytearray()
         self.scheduled = False
         self.clock = Timestamps()
@@ -86,8 +91,8 @@ class AccessLog:
         self.buffer.clear()
         while data:
             cut = len(data)
-            if cut > PIPE_BUF:
-                end = data.rfind(b"\n", 0, PIPE_BUF)
+            if cut > self.piece:
+                end = data.rfind(b"\n", 0, self.piece)
                 cut = end + 1 if end >= 0 else data.find(b"\n") + 1 or len(data)
             try:
                 written = os.write(self.fd, data[:cut])
