@@ -36,6 +36,7 @@ from modelway.errors import (
 from modelway.failover.chain import RouteChain, Tried
 from modelway.proxy.exchange import Answer, AttemptRecord, exchange
 from modelway.strategies.base import NO_LOAD
+from modelway.strategies.prefix import prefix_of
 
 if TYPE_CHECKING:
     from modelway.config.schema import HashOn
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import LoadSource, ProxySettings
     from modelway.routes import ModelRoute
+    from modelway.strategies.prefix import Prefix
 
 __all__ = ["Answer", "RequestView", "attempt"]
 
@@ -73,6 +75,9 @@ class RequestView:
     def inflight(self, deployment: Deployment) -> int:
         stats = deployment.stats
         return stats.inflight + stats.others
+
+    def prefix(self) -> Prefix | None:
+        return prefix_of(self._request.raw_body)
 
 
 class AttemptLoop:

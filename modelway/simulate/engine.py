@@ -1,21 +1,31 @@
-"""The discrete-event loop. Each strategy run gets a fresh Runtime built from a config
-of `simulated` providers, so the strategy objects and `Deployment`s are the ones the
-server builds; the loop then drives them as the request path does:
+"""The discrete-event loop. Each strategy run gets fresh Runtimes built from a config of
+`simulated` providers — one per gateway instance — so the strategy objects and
+`Deployment`s are the ones the server builds; the loop then drives them as the request
+path does:
 
-    arrival:      candidates = the highest-priority group under its max_concurrency caps
+    arrival:      the request's instance (chosen at random, as a load balancer in front would)
+                  candidates = the highest-priority group under its max_concurrency caps
                   deployment = strategy.choose(view, candidates); deployment.stats.inflight += 1
     completion:   deployment.stats.inflight -= 1; strategy.observe(Outcome(...))
 
-`view` is a `FixedView` (strategies/base.py) of the virtual time, the request's session
-(its hash key) and the load-metrics snapshot. The snapshot is refreshed every `refresh_s`
-of virtual time from the backends' true queue, running count and slot use, scored as the
-Prometheus source scores vLLM — so least_load sees data exactly as stale as in production.
+`view` is a `SimView` (view.py) of the virtual time, the request's session (its hash key),
+its prefix identity, the instance's load-metrics snapshot and in-flight counts. Each
+instance refreshes its snapshot every `refresh_s` of virtual time (the instances out of
+phase) from the backends' true queue, running count and slot use, scored as the
+Prometheus source scores vLLM — so strategies see data exactly as stale as in production.
+
+Gateway instances (`Gateways`): each has its own in-flight counts and strategy state. With
+`share="inflight"` every instance publishes its counts every `publish_s` and reads its own
+live counts plus the others' last published ones (the redis state backend's design); with
+`share="all"` a strategy's affinity table is shared too, each instance's records reaching
+the others at the next publish.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +35,8 @@ from modelway.loadmetrics.score import load_score, provider_key
 from modelway.routes import ModelRoute
 from modelway.runtime import Runtime
 from modelway.simulate.backends import Backend, BackendSpec, Job
-from modelway.strategies.base import NO_LOAD, BaseStrategy, FixedView, Outcome
+from modelway.simulate.view import SimView, shared_affinity
+from modelway.strategies.base import NO_LOAD, BaseStrategy, Outcome
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
@@ -34,7 +45,17 @@ if TYPE_CHECKING:
 ORACLE = "oracle"
 
 # Event kinds, in the order they run when they fall on the same instant.
-SPEED, REFRESH, DONE, ARRIVE = range(4)
+SPEED, PUBLISH, REFRESH, DONE, ARRIVE = range(5)
+SHARES = ("none", "inflight", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class Gateways:
+    """The gateway instances in front of the backends, and what they share."""
+
+    instances: int = 1
+    share: str = "none"  # none | inflight (counts, published every publish_s) | all (and affinity)
+    publish_s: float = 0.25  # the redis state backend publishes in-flight counts every 0.25 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +68,7 @@ class SpeedChange:
 @dataclass
 class RunResult:
     strategy: str
-    jobs: list[Job]  # every completed request, in arrival order
+    jobs: list[Job]  # every request, in arrival order
     backends: list[Backend]
     rejected: int = 0  # no candidate: every deployment at its max_concurrency
     extra: dict[str, Any] = field(default_factory=dict)
@@ -92,25 +113,38 @@ def simulate(
     events: Sequence[SpeedChange] = (),
     seed: int = 1,
     refresh_s: float = 0.5,
+    gateways: Gateways | None = None,
+    block_tokens: int = 16,
 ) -> RunResult:
+    gateways = gateways or Gateways()
     models = sorted({r.model for r in workload.requests})
-    runtime = Runtime(sim_config("weighted_round_robin" if strategy == ORACLE else strategy, specs, models))
-    backends = {s.name: Backend(s) for s in specs}
-    now = 0.0
-    for i, route in enumerate(runtime.models.values()):
-        chooser = route.strategy
-        if isinstance(chooser, BaseStrategy):
-            chooser.rng.seed(f"{seed}:{strategy}:{i}")
+    oracle = strategy == ORACLE
+    count = 1 if oracle else gateways.instances
+    config = sim_config("weighted_round_robin" if oracle else strategy, specs, models)
+    runtimes = [Runtime(config) for _ in range(count)]
+    backends = {s.name: Backend(s, block_tokens) for s in specs}
+    for number, runtime in enumerate(runtimes):
+        for i, route in enumerate(runtime.models.values()):
+            chooser = route.strategy
+            if isinstance(chooser, BaseStrategy):
+                chooser.rng.seed(f"{seed}:{strategy}:{i}" if number == 0 else f"{seed}:{strategy}:{i}:{number}")
+    shared = gateways.share != "none" and count > 1
+    hubs = shared_affinity(runtimes, models) if gateways.share == "all" and count > 1 else []
 
     heap: list[tuple[float, int, int, Any]] = []
     seq = itertools.count()
     for change in events:
         heapq.heappush(heap, (change.at, SPEED, next(seq), change))
+    placement = random.Random(f"{seed}:instances")
     for request in workload.requests:
-        heapq.heappush(heap, (request.arrival, ARRIVE, next(seq), request))
-    heapq.heappush(heap, (0.0, REFRESH, next(seq), None))
+        heapq.heappush(heap, (request.arrival, ARRIVE, next(seq), (request, placement.randrange(count))))
+    for number in range(count):  # instances refresh out of phase
+        heapq.heappush(heap, (refresh_s * number / count, REFRESH, next(seq), number))
+    if shared:
+        heapq.heappush(heap, (0.0, PUBLISH, next(seq), None))
 
-    load: Mapping[str, float] = NO_LOAD
+    loads: list[Mapping[str, float]] = [NO_LOAD] * count
+    others: list[dict[int, int]] = [{} for _ in range(count)]  # what the other instances published
     pending = len(workload.requests)
     jobs: list[Job] = []
     rejected = 0
@@ -121,20 +155,23 @@ def simulate(
     while heap and pending:
         now, kind, _, item = heapq.heappop(heap)
         if kind == ARRIVE:
-            route = runtime.models[item.model]
+            request, number = item
+            route = runtimes[number].models[request.model]
             candidates = candidates_of(route)
             if not candidates:
                 rejected += 1
                 pending -= 1
                 continue
-            if strategy == ORACLE:
-                deployment = min(candidates, key=lambda d: backends[d.provider.name].expected_ttft(item, now))
+            if oracle:
+                deployment = min(
+                    candidates, key=lambda d: backends[d.provider.name].expected_ttft(request, now)
+                )
             else:
-                view = FixedView(stream=True, now=now, load=load, key=item.session)
+                view = SimView(now, loads[number], request, others[number] if shared else None)
                 deployment = route.strategy.choose(view, candidates)
             deployment.stats.inflight += 1
             backend = backends[deployment.provider.name]
-            job = Job(item, backend, deployment, route, now)
+            job = Job(request, backend, deployment, route, now, number)
             jobs.append(job)
             if backend.admit(job, now):
                 finish_at(job)
@@ -143,7 +180,7 @@ def simulate(
             pending -= 1
             deployment = job.deployment
             deployment.stats.inflight -= 1
-            if strategy != ORACLE:
+            if not oracle:
                 job.route.strategy.observe(
                     Outcome(
                         deployment,
@@ -160,11 +197,26 @@ def simulate(
             if started is not None:
                 finish_at(started)
         elif kind == REFRESH:
-            load = {
+            loads[item] = {
                 provider_key(b.name): load_score(len(b.queue), b.busy, b.busy / b.spec.slots)
                 for b in backends.values()
             }
-            heapq.heappush(heap, (now + refresh_s, REFRESH, next(seq), None))
+            heapq.heappush(heap, (now + refresh_s, REFRESH, next(seq), item))
+        elif kind == PUBLISH:
+            published = [inflight_counts(r) for r in runtimes]
+            total: dict[int, int] = {}
+            for counts in published:
+                for index, n in counts.items():
+                    total[index] = total.get(index, 0) + n
+            for number, counts in enumerate(published):
+                others[number] = {index: n - counts.get(index, 0) for index, n in total.items()}
+            for hub in hubs:
+                hub.publish()
+            heapq.heappush(heap, (now + gateways.publish_s, PUBLISH, next(seq), None))
         else:
             backends[item.backend].speed = item.speed
     return RunResult(strategy, jobs, list(backends.values()), rejected)
+
+
+def inflight_counts(runtime: Runtime) -> dict[int, int]:
+    return {d.index: d.stats.inflight for route in runtime.models.values() for d in route.deployments}

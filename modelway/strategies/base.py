@@ -4,7 +4,8 @@ Neither does I/O. Filters (health, cooldown, tried-already, concurrency caps) ha
 narrowed `candidates` to the usable ones of one priority group, never empty.
 
 A strategy reads a request only through a `View`: the few read-only facts strategies use
-(stream flag, hash key, load-metrics snapshot, in-flight counts, the time). The gateway
+(stream flag, hash key, load-metrics snapshot, in-flight counts, the time, and the prompt's
+prefix identity, computed only when asked for: strategies/prefix.py). The gateway
 builds one per attempt (proxy/attempts.py); the simulator and tests pass a `FixedView`.
 Time comes from the view (`now`) and the outcome (`at`), chance from the strategy's `rng`,
 so `modelway simulate` runs strategies in virtual time with a seed.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from modelway.config.schema import HashOn, ModelConfig
     from modelway.deployment import Deployment
+    from modelway.strategies.prefix import Prefix
 
 NO_LOAD: Mapping[str, float] = MappingProxyType({})
 
@@ -58,22 +60,30 @@ class View(Protocol):
         """Requests in flight at `deployment`: this instance's, plus the other instances' as
         they last published them (state.backend: redis; at most INFLIGHT_INTERVAL_S old)."""
 
+    def prefix(self) -> Prefix | None:
+        """The prompt's prefix identity (strategies/prefix.py), computed on each call: a
+        strategy that wants it asks once per choice. None: no request body to read."""
+
 
 @dataclass(slots=True, frozen=True)
 class FixedView:
     """A View of plain values, for the simulator and for tests: `key` answers every
-    `hash_key`; in-flight counts are the deployments' own."""
+    `hash_key`, `prompt` every `prefix()`; in-flight counts are the deployments' own."""
 
     stream: bool = True
     now: float = 0.0
     load: Mapping[str, float] = field(default_factory=lambda: NO_LOAD)
     key: str | None = None
+    prompt: Prefix | None = None
 
     def hash_key(self, hash_on: HashOn) -> str | None:
         return self.key
 
     def inflight(self, deployment: Deployment) -> int:
         return deployment.stats.inflight
+
+    def prefix(self) -> Prefix | None:
+        return self.prompt
 
 
 class Strategy(Protocol):

@@ -48,7 +48,35 @@ def test_latency_probes_each_unmeasured_deployment_once_then_picks_the_fastest()
     chooser.observe(outcome(a, ttft=0.9, duration=3.0, at=now))
     chooser.observe(outcome(b, ttft=0.1, duration=5.0, at=now))
     picks = Counter(chooser.choose(view(now=now), [a, b]).name for _ in range(200))
-    assert picks["b/b"] > 170 and picks["a/a"] > 0  # the fastest, with a little exploration
+    assert picks == {"b/b": 200}  # nothing in flight: the clearly faster one
+    b.stats.inflight = 2  # each holds b for 5 s: a, 0.9 s, is now clearly faster
+    assert Counter(chooser.choose(view(now=now), [a, b]).name for _ in range(20)) == {"a/a": 20}
+
+
+def test_latency_does_not_herd_onto_the_fastest() -> None:
+    """Picks count the moment they are made: a burst spreads over both, faster one first
+    (today's latency sent all of it to `fast`, which then queued)."""
+    now = 100.0
+    fast, slow = deployment(0, "fast"), deployment(1, "slow")
+    chooser = strategy("latency", [fast, slow])
+    chooser.observe(outcome(fast, ttft=0.2, duration=6.0, at=now))
+    chooser.observe(outcome(slow, ttft=0.4, duration=8.0, at=now))
+    picks = Counter()
+    for _ in range(40):  # a burst: nothing ends meanwhile
+        chosen = chooser.choose(view(now=now), [fast, slow])
+        chosen.stats.inflight += 1
+        picks[chosen.name] += 1
+    assert 20 <= picks["fast/fast"] <= 28 and picks["slow/slow"] >= 12
+
+
+def test_latency_keeps_the_weights_spread_when_nothing_tells_them_apart() -> None:
+    now = 100.0
+    big, small = deployment(0, "big", weight=3), deployment(1, "small")
+    chooser = strategy("latency", [big, small])
+    chooser.observe(outcome(big, ttft=0.3, duration=5.0, at=now))
+    chooser.observe(outcome(small, ttft=0.3, duration=5.0, at=now))
+    picks = Counter(chooser.choose(view(now=now), [big, small]).name for _ in range(40))
+    assert picks == {"big/big": 30, "small/small": 10}  # round robin by weight
 
 
 def test_latency_compares_streams_by_ttft_and_others_by_total_time() -> None:
@@ -58,7 +86,6 @@ def test_latency_compares_streams_by_ttft_and_others_by_total_time() -> None:
     for stream in (True, False):
         chooser.observe(outcome(a, ttft=0.1, duration=9.0, stream=stream, at=now))
         chooser.observe(outcome(b, ttft=0.5, duration=1.0, stream=stream, at=now))
-    chooser.rng.random = lambda: 1.0  # no exploration
     assert chooser.choose(view(stream=True, now=now), [a, b]) is a
     assert chooser.choose(view(stream=False, now=now), [a, b]) is b
 
@@ -69,14 +96,13 @@ def test_latency_retries_a_recovered_deployment() -> None:
     chooser = strategy("latency", [a, b])
     chooser.observe(outcome(a, ttft=5.0, duration=6.0, at=now))  # a was slow
     chooser.observe(outcome(b, ttft=0.5, duration=1.0, at=now))
-    chooser.rng.random = lambda: 1.0
     assert chooser.choose(view(now=now), [a, b]) is b
     now = 20.0
     chooser.observe(outcome(b, ttft=0.5, duration=1.0, at=now))
     now = 31.0  # a has not been measured for STALE_AFTER_S: it gets one probe
     assert chooser.choose(view(now=now), [a, b]) is a
     assert chooser.choose(view(now=now), [a, b]) is b  # one probe, not a flood
-    for _ in range(10):
+    for _ in range(20):
         chooser.observe(outcome(a, ttft=0.1, duration=0.5, at=now))  # it has recovered
     assert chooser.choose(view(now=now), [a, b]) is a
 
@@ -86,7 +112,6 @@ def test_latency_failures_count_as_slow() -> None:
     chooser = strategy("latency", [a, b])
     chooser.observe(outcome(a, ttft=None, duration=0.01, ok=False))
     chooser.observe(outcome(b, ttft=1.0, duration=2.0))
-    chooser.rng.random = lambda: 1.0
     assert chooser.choose(view(), [a, b]) is b
 
 
