@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ class DeploymentStats:
     """Live per-instance counters a strategy may read (never I/O)."""
 
     inflight: int = 0
-    ewma_latency_s: float | None = None
+    others: int = 0  # in flight at the other instances, as they last published (redis state backend)
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
 
 
@@ -34,6 +35,7 @@ class Deployment:
     output_cost_per_mtok: float = 0.0
     max_concurrency: int | None = None
     max_context: int | None = None
+    max_output_tokens: int | None = None  # clamps the output limit a client asks for
     stats: DeploymentStats = field(default_factory=DeploymentStats)
     health: HealthRecord = field(default_factory=HealthRecord)
     # x-modelway-provider and, when the upstream name is fixed, x-modelway-model: encoded
@@ -64,3 +66,19 @@ class Deployment:
 
     def __repr__(self) -> str:
         return f"Deployment({self.name}, weight={self.weight}, priority={self.priority})"
+
+
+def usable(deployment: Deployment, now: float | None = None) -> bool:
+    """Could this deployment take a request right now? The filter every candidate passes
+    before a strategy sees it: healthy provider, not cooling, under its concurrency cap,
+    a usable credential."""
+    if now is None:
+        now = time.monotonic()
+    provider = deployment.provider
+    cap = deployment.max_concurrency
+    return (
+        provider.healthy
+        and not deployment.health.cooling(now)
+        and (cap is None or deployment.stats.inflight < cap)
+        and provider.credentials.has_usable(now)
+    )

@@ -10,14 +10,19 @@
     │   ├── MethodNotAllowed        405
     │   ├── RequestTimeout          408 (the body did not arrive in time)
     │   ├── PayloadTooLarge         413
+    │   ├── TooManyRequests         429 (the client key's rpm/tpm), with Retry-After
+    │   ├── AuthServiceAnswer       the forward auth service's refusal, its status and body as they are
     │   ├── InternalError           500 (a bug: the log has the traceback, the answer only its class)
     │   ├── AllAttemptsFailed       502 (message summarises each attempt)
     │   ├── NoHealthyDeployment     503
     │   └── GatewayTimeout          504
     └── UpstreamError               one attempt failed; the attempt loop decides what follows
         ├── UpstreamConnectError    refused, reset or unreachable before a response
+        │   ├── UpstreamStaleConnection  a reused keep-alive connection closed without answering
+        │   └── UpstreamPoolFull    no connection free within connect_timeout (max_connections)
         ├── UpstreamTimeout         no response (or no next chunk) within timeout_ms
-        └── UpstreamBrokenStream    the response started and then broke
+        ├── UpstreamBrokenStream    the response started and then broke
+        └── UpstreamTooLarge        a non-stream answer over the provider's max_response_bytes
 
 Lower-layer errors become UpstreamError subclasses at two boundaries, one per client:
 socket, TLS and HTTP-parse errors of the forwarding client inside `modelway.http1`, and
@@ -52,6 +57,7 @@ class GatewayError(ModelwayError):
     status = 500
     type = "api_error"
     code: str | None = None
+    raw: tuple[bytes, bytes] | None = None  # (body, content type): sent as is instead of an error body
 
     def __init__(
         self,
@@ -110,6 +116,39 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class TooManyRequests(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class AuthServiceAnswer(GatewayError):
+    """The forward auth service refused (`raw` is its body), or could not be asked
+    (`status_on_error`, with an error body of our own in the client's dialect)."""
+
+    type = "authentication_error"
+    code = "forward_auth"
+
+    def __init__(self, status: int, message: str, raw: tuple[bytes, bytes] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = AUTH_STATUS_TYPES.get(status, "api_error")
+        self.raw = raw
+
+
+# The type of an error by its status, as the Anthropic dialect names them (SPEC section 5).
+AUTH_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
 class InternalError(GatewayError):
     status = 500
     type = "api_error"
@@ -138,6 +177,7 @@ class UpstreamError(ModelwayError):
     """One upstream attempt failed. `kind` is the retry_on class it belongs to."""
 
     kind = "error"
+    local = False  # the gateway's own limit, not the upstream's failure: not held against its health
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -148,9 +188,26 @@ class UpstreamConnectError(UpstreamError):
     kind = "connect_error"
 
 
+class UpstreamStaleConnection(UpstreamConnectError):
+    """The upstream closed a keep-alive connection as it was reused: most likely its idle
+    timeout, not a failure of the deployment. The attempt loop re-sends on a fresh one."""
+
+
+class UpstreamPoolFull(UpstreamConnectError):
+    """Retried as a connect_error, but the deployment is busy, not failing."""
+
+    local = True
+
+
 class UpstreamTimeout(UpstreamError):
     kind = "timeout"
 
 
 class UpstreamBrokenStream(UpstreamError):
     kind = "broken_stream"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """Never retried (not a retry_on class) and not held against the deployment's health."""
+
+    kind = "response_too_large"

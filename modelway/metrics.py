@@ -3,25 +3,17 @@
 The request path only bumps plain counters in dicts keyed by label tuples and drops a
 duration into a histogram's bucket list — no locks, no label lookups in a client
 library. Gauges (in-flight, health) are not tracked at all: they are read from the live
-deployments when `/metrics` is scraped. A custom collector turns it all into Prometheus
-families for prometheus_client's text exposition.
+deployments when `/metrics` is scraped (exposition.py turns it all into Prometheus text).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
-
-from modelway.failover.chain import usable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
-    from modelway.runtime import Runtime
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -89,71 +81,3 @@ class Metrics:
         cost = (prompt * deployment.input_cost_per_mtok + completion * deployment.output_cost_per_mtok) / 1e6
         if cost:
             self.cost[(model, provider)] += cost
-
-
-class MetricsCollector(Collector):
-    def __init__(self, metrics: Metrics, runtime: Callable[[], Runtime]) -> None:
-        self.metrics = metrics
-        self.runtime = runtime
-
-    def collect(self) -> Iterator[Metric]:
-        m = self.metrics
-        runtime = self.runtime()
-        yield _counter("modelway_requests", "Requests answered", ["model", "provider", "status"], m.requests)
-        yield _counter("modelway_attempts", "Upstream attempts", ["model", "provider", "outcome"], m.attempts)
-        yield _histogram(
-            "modelway_request_duration_seconds", "Time to the end of the answer", m.durations
-        )
-        yield _histogram("modelway_ttft_seconds", "Time to the first streamed byte", m.ttfts)
-        yield _counter("modelway_tokens", "Tokens by direction", ["model", "provider", "direction"], m.tokens)
-        yield _counter("modelway_cost_usd", "Cost in USD at configured prices", ["model", "provider"], m.cost)
-        inflight: defaultdict[str, int] = defaultdict(int)
-        up: dict[tuple[str, str], bool] = {}
-        for route in runtime.models.values():
-            for deployment in route.deployments:
-                inflight[deployment.provider.name] += deployment.stats.inflight
-                key = (route.name, deployment.provider.name)  # several deployments may share it: any usable
-                up[key] = up.get(key, False) or usable(deployment)
-        healthy = GaugeMetricFamily(
-            "modelway_deployment_healthy", "1 when the deployment may take requests", labels=["model", "provider"]
-        )
-        for (model, provider), ok in up.items():
-            healthy.add_metric([model, provider], 1.0 if ok else 0.0)
-        for deployment in runtime.extra_deployments():
-            inflight[deployment.provider.name] += deployment.stats.inflight
-        gauge = GaugeMetricFamily("modelway_inflight", "Requests in flight per provider", labels=["provider"])
-        for name in runtime.providers:
-            gauge.add_metric([name], float(inflight.get(name, 0)))
-        yield gauge
-        yield healthy
-        errors = CounterMetricFamily("modelway_router_errors", "Router plugin failures", labels=["router"])
-        for entry in runtime.routers.routers:
-            errors.add_metric([entry.id], float(runtime.routers.errors.get(entry.id, 0)))
-        yield errors
-        state = CounterMetricFamily("modelway_state_backend_errors", "State backend errors (Redis)")
-        state.add_metric([], float(runtime.state_backend_errors()))
-        yield state
-        reloads = CounterMetricFamily("modelway_config_reloads", "Config reloads", labels=["result"])
-        for result in ("ok", "error"):
-            reloads.add_metric([result], float(m.config_reloads.get(result, 0)))
-        yield reloads
-
-
-def _counter(name: str, doc: str, labels: list[str], values: Mapping[Any, float]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels)
-    for key, value in list(values.items()):
-        family.add_metric(list(key), float(value))
-    return family
-
-
-def _histogram(name: str, doc: str, values: dict[tuple[str, str], Histogram]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=["model", "provider"])
-    for (model, provider), histogram in list(values.items()):
-        family.add_metric([model, provider], histogram.buckets(), histogram.total)
-    return family
-
-
-def build_registry(metrics: Metrics, runtime: Callable[[], Runtime]) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricsCollector(metrics, runtime))
-    return registry

@@ -21,6 +21,7 @@ This module imports nothing from the rest of modelway, so loading a plugin is ch
 from __future__ import annotations
 
 import copy
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -227,7 +228,9 @@ class RouteRequest:
     ) -> None:
         payload: dict[str, Any] = copy.deepcopy(dict(body)) if body is not None else {}
         model = payload.get("model")
-        self.source_format = source_format or ("anthropic" if "/messages" in path else "openai")
+        self.source_format = source_format or (
+            "anthropic" if "/messages" in path else "responses" if path.endswith("/responses") else "openai"
+        )
         self.path = path
         self.requested_model = requested_model if requested_model is not None else str(model or "")
         if original_model is None and isinstance(model, str):
@@ -371,7 +374,17 @@ class Router(ABC):
 
 class Executor(ABC):
     """A router that can answer requests itself (`RouteDecision(kind="executor")`).
-    `execute` has no timeout of its own: it ends when it answers or the client leaves."""
+    `execute` has no timeout of its own: it ends when it answers or the client leaves.
+
+    As SPEC section 6 shows it, a router is an executor simply by defining
+    `async def execute(self, req)`: any class with a coroutine `execute` counts as one
+    (as `collections.abc` does for its interfaces), so deriving from this class is optional."""
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> Any:  # True, or NotImplemented: ask the usual way
+        if cls is Executor and inspect.iscoroutinefunction(getattr(other, "execute", None)):
+            return True
+        return NotImplemented
 
     @abstractmethod
     async def execute(self, req: RouteRequest) -> Response | StreamResponse:

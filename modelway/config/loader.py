@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from modelway.config.crossref import check_references
 from modelway.config.schema import Config
+from modelway.config.yamlpath import describe, join_path, yaml_path
 from modelway.errors import ConfigError
 
 ENV_PATTERN = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -86,29 +87,3 @@ def substitute_env(node: Any, env: Mapping[str, str], path: str, errors: list[tu
     if isinstance(node, list):
         return [substitute_env(v, env, f"{path}[{i}]", errors) for i, v in enumerate(node)]
     return node
-
-
-def join_path(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def yaml_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part and ("[" in part or "function-" in part):
-            continue  # pydantic's internal names for union members and validators
-        else:
-            path = join_path(path, part)
-    return path
-
-
-def describe(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")

@@ -39,10 +39,25 @@ class ServerConfig(Strict):
     port: int = Field(4000, ge=1, le=65535)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1)
     response_model: Literal["upstream", "requested"] = "upstream"
-    watch_config: bool = False
+    watch_config: bool = True
+    drain_s: int = Field(30, ge=0)
+    access_log: bool = True
     max_header_bytes: int = Field(65536, ge=1024)  # request line + headers: 431 beyond
     max_headers: int = Field(100, ge=1)  # 431 beyond
     body_timeout_s: float = Field(30, gt=0)  # a body not complete this long after its head: 408
+    stream_ping_s: float = Field(10, ge=0)  # a translated stream's upstream silent this long: a ping frame; 0: never
+
+
+class TelemetryConfig(Strict):
+    otlp_endpoint: str | None = None
+    service_name: str = Field("modelway", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
 
 
 class StateConfig(Strict):
@@ -134,9 +149,13 @@ class ProviderConfig(Strict):
     keepalive: bool = True
     keepalive_pool: int = Field(32, ge=0)
     keepalive_timeout_ms: int = Field(60000, ge=1)
+    max_connections: int | None = Field(1024, ge=1)  # open at once, idle included; null: no cap
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)  # a non-stream answer, read whole
     ssl_verify: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
     simulate: SimulationConfig | None = None
+    responses_api: Literal["native", "translate"] | None = None  # None: native for kind openai, else translate
+    anthropic_version: str = Field("2023-06-01", min_length=1, pattern=r"^[\x21-\x7e]+$")  # kind anthropic
 
     _one_line = field_validator("headers")(single_line_headers)
 
@@ -183,6 +202,7 @@ class DeploymentConfig(Strict):
     output_cost_per_mtok: float = Field(0.0, ge=0)
     max_concurrency: int | None = Field(None, ge=1)
     max_context: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1)  # clamps the output limit a client asks for
 
     @field_validator("options")
     @classmethod
@@ -249,6 +269,7 @@ class MetricsConfig(Strict):
 
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig | None = None
     state: StateConfig = Field(default_factory=StateConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)

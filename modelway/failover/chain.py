@@ -3,35 +3,25 @@
 candidate: cooldown, active health, usable credentials, the concurrency cap, and
 "not tried yet" (or tried, but with another credential from its pool still unused).
 Deployments whose upstream reported a nearly used-up rate limit are offered only when
-nothing else of their priority is."""
+nothing else of their priority is.
+
+When nothing passes the filters, a cooldown alone still does not take the model out of
+service (SPEC 5, Envoy's panic routing): `probe()` offers the cooling deployment that
+recovers first to one request at a time, unless the upstream's own Retry-After holds it."""
 
 from __future__ import annotations
 
-import time
+import math
 from typing import TYPE_CHECKING
 
-from modelway.deployment import Deployment
+from modelway.deployment import Deployment, usable
 
 if TYPE_CHECKING:
-    from modelway.proxy.context import RequestContext
-    from modelway.runtime import ModelRoute
+    from modelway.routes import ModelRoute
+    from modelway.strategies.base import View
 
 # deployment index → credential indexes already tried on it
 Tried = dict[int, set[int]]
-
-
-def usable(deployment: Deployment, now: float | None = None) -> bool:
-    """Could this deployment take a request right now?"""
-    if now is None:
-        now = time.monotonic()
-    provider = deployment.provider
-    cap = deployment.max_concurrency
-    return (
-        provider.healthy
-        and not deployment.health.cooling(now)
-        and (cap is None or deployment.stats.inflight < cap)
-        and provider.credentials.has_usable(now)
-    )
 
 
 class RouteChain:
@@ -47,9 +37,9 @@ class RouteChain:
             return False  # tried, and no other credential of its pool may be tried
         return usable(deployment, now)
 
-    def next(
-        self, ctx: RequestContext, tried: Tried, rekey: set[int], now: float
-    ) -> tuple[ModelRoute, Deployment] | None:
+    def next(self, view: View, tried: Tried, rekey: set[int]) -> tuple[ModelRoute, Deployment] | None:
+        """The next deployment to try, chosen by its route's strategy, with the route."""
+        now = view.now
         for route in self.routes:
             for group in route.groups:
                 candidates = [d for d in group if self._eligible(d, tried, rekey, now)]
@@ -58,13 +48,40 @@ class RouteChain:
                         # Deployments near their upstream rate limit go last, not out.
                         roomy = [d for d in candidates if d.stats.quota_low_until <= now]
                         candidates = roomy or candidates
-                    return route, route.strategy.choose(ctx, candidates)
+                    return route, route.strategy.choose(view, candidates)
         return None
 
     def has_next(self, tried: Tried, rekey: set[int], now: float) -> bool:
         return any(
             self._eligible(d, tried, rekey, now) for route in self.routes for group in route.groups for d in group
         )
+
+    def probe(self, now: float) -> tuple[ModelRoute, Deployment] | None:
+        """The deployment a probe should go to, when nothing is usable: of those kept out by
+        their cooldown alone (not held by a Retry-After, provider passing its health checks,
+        a usable key, room under the concurrency cap), the one that recovers first. None
+        when there is none, or a probe to it is in flight already."""
+        best: tuple[ModelRoute, Deployment] | None = None
+        soonest = math.inf
+        for route in self.routes:
+            for deployment in route.deployments:
+                health = deployment.health
+                cap = deployment.max_concurrency
+                if (
+                    now < health.cooled_until < soonest
+                    and health.held_until <= now
+                    and deployment.provider.healthy
+                    and (cap is None or deployment.stats.inflight < cap)
+                    and deployment.provider.credentials.has_usable(now)
+                ):
+                    best, soonest = (route, deployment), health.cooled_until
+        if best is None or best[1].health.probing:
+            return None
+        return best
+
+    def probing(self) -> bool:
+        """A probe is in flight to a deployment of this chain."""
+        return any(d.health.probing for route in self.routes for d in route.deployments)
 
     def soonest_recovery(self, now: float) -> float | None:
         """Seconds until the first cooling deployment (or key) of the chain recovers."""

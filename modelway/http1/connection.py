@@ -3,6 +3,8 @@
 The connection carries one exchange at a time. Body bytes are queued as they arrive and
 handed to the relay in arrival order; reading pauses when the relay falls behind by more
 than HIGH_WATER bytes, so a slow client never makes the gateway buffer a whole answer.
+A non-stream answer is read whole, up to the pool's max_response_bytes; a response head,
+up to MAX_HEAD_BYTES.
 
 Failures surface as modelway's UpstreamError subclasses, never as socket or parser errors.
 """
@@ -12,24 +14,45 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
-from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from modelway.errors import (
+    UpstreamBrokenStream,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
 from modelway.providers.base import PLAIN_CONNECTION, RESPONSE_SKIP, UpstreamResponse, connection_named
-
-if TYPE_CHECKING:
-    from modelway.http1.pool import HostPool
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+MAX_HEAD_BYTES = 1024 * 1024  # a response head (1xx heads included) longer than this is refused
+
+
+class Pool(Protocol):
+    """What a connection needs of the pool it belongs to (pool.HostPool)."""
+
+    @property
+    def name(self) -> str:
+        """The provider's, for error messages."""
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The bound on a non-stream answer, which is read whole."""
+
+    def release(self, connection: Connection, reuse: bool) -> None: ...
+
+    def free_slot(self) -> None:
+        """A connection that held one of max_connections closed."""
 
 
 class Connection(asyncio.Protocol):
     """The protocol object of one upstream socket."""
 
-    def __init__(self, pool: HostPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -42,6 +65,7 @@ class Connection(asyncio.Protocol):
         # created and cancelled for every exchange.
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
+        self.holds_slot = False  # counts against the pool's max_connections until it closes
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,6 +78,13 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         response.last_data_at = response.loop.time()
+        if not response.started:
+            response.head_bytes += len(data)
+            if response.head_bytes > MAX_HEAD_BYTES:
+                self.reusable = False
+                response.fail(UpstreamConnectError(f"{self.pool.name}: response head over {MAX_HEAD_BYTES} bytes"))
+                self.abort()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -67,6 +98,7 @@ class Connection(asyncio.Protocol):
         self.open = False
         self.reusable = False
         self.disarm()
+        self.give_back_slot()
         response = self.response
         if response is not None:
             response.connection_lost()
@@ -164,8 +196,14 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         self.open = False
         self.disarm()
+        self.give_back_slot()
         if self.transport is not None:
             self.transport.abort()
+
+    def give_back_slot(self) -> None:
+        if self.holds_slot:
+            self.holds_slot = False
+            self.pool.free_slot()
 
     def pause_reading(self) -> None:
         if self.transport is not None and self.open:
@@ -187,6 +225,7 @@ class Response(UpstreamResponse):
         self.content_type = ""
         self.framed = False  # Content-Length or chunked: the end is known without EOF
         self.started = False  # any response byte arrived
+        self.head_bytes = 0  # received before the head was complete
         self.done = False
         self.error: UpstreamError | None = None
         self._buffer: deque[bytes] = deque()
@@ -210,10 +249,22 @@ class Response(UpstreamResponse):
     def feed(self, body: bytes) -> None:
         self._buffer.append(body)
         self._buffered += len(body)
-        if self._streaming and self._buffered > HIGH_WATER and not self._paused:
-            self._paused = True
-            self.connection.pause_reading()
+        if self._buffered > HIGH_WATER:
+            if self._streaming:
+                if not self._paused:
+                    self._paused = True
+                    self.connection.pause_reading()
+            elif self._buffered > self.connection.pool.max_response_bytes:
+                self.too_large()
         self._wake()
+
+    def too_large(self) -> None:
+        """A whole answer is wanted (read()) and it outgrew the bound: drop it and the socket."""
+        limit = self.connection.pool.max_response_bytes
+        self._buffer.clear()
+        self._buffered = 0
+        self.fail(UpstreamTooLarge(f"{self.connection.pool.name}: answer over max_response_bytes ({limit})"))
+        self.connection.abort()
 
     def complete(self) -> None:
         self.done = True

@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from modelway.http1.server import ServerProtocol
+from collections.abc import Sized
+from typing import Any, Protocol
 
 log = logging.getLogger("modelway.http")
 
@@ -42,6 +40,36 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 JOIN_LIMIT = 64 * 1024  # above this a body is written next to its head rather than copied onto it
 BODY_HIGH_WATER = 64 * 1024  # request bytes buffered before reading pauses
+
+
+class ClientConnection(Protocol):
+    """What a cycle needs of the client connection it runs on (server.ServerProtocol)."""
+
+    loop: asyncio.AbstractEventLoop
+    read_paused: bool
+    write_paused: bool
+
+    @property
+    def queued(self) -> Sized:
+        """Pipelined requests waiting behind the running one."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def answered(self, cycle: RequestCycle) -> None: ...
+
+    def default_head(self) -> bytes: ...
+
+    def became_idle(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def closing(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class RequestCycle:
@@ -72,7 +100,7 @@ class RequestCycle:
     # its task once done: a request's objects form no reference cycle and are freed by
     # reference counting at once, not left to the cyclic GC.
     def __init__(
-        self, protocol: ServerProtocol, method: str, http_version: str, keep_alive: bool, expect_continue: bool
+        self, protocol: ClientConnection, method: str, http_version: str, keep_alive: bool, expect_continue: bool
     ) -> None:
         self.protocol = protocol
         self.method = method

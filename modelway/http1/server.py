@@ -38,6 +38,7 @@ log = logging.getLogger("modelway.http")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 CHECKED_FIELDS = frozenset((b"host", b"expect", b"transfer-encoding"))  # looked at while parsing
+DRAIN_HOOK = "begin_drain"  # an app offering this method is told when uvicorn begins a graceful shutdown
 
 
 class Refused(Exception):
@@ -191,12 +192,18 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
 
     # uvicorn's server calls this to start a graceful shutdown
     def shutdown(self) -> None:
+        # From now on /ready answers 503 to whatever still reaches it during the drain. The
+        # app is told directly: a flag in the app state would cost a copy of it per request.
+        begin_drain = getattr(self.app, DRAIN_HOOK, None)
+        if begin_drain is not None:
+            begin_drain()
         if self.running is None:
             self.close(linger=False)  # idle
         else:
-            self.running.keep_alive = False
-            for cycle, _ in self.queued:
-                cycle.keep_alive = False
+            # Requests already received (the running one and any pipelined behind it) are
+            # in flight: answered, and the connection closed after the last of them.
+            last = self.queued[-1][0] if self.queued else self.running
+            last.keep_alive = False
 
     # httptools callbacks
     def on_message_begin(self) -> None:

@@ -1,8 +1,8 @@
 """External load metrics for the `least_load` strategy (SPEC section 2, `metrics:`).
 
 A metrics source is a background task that refreshes a snapshot every `refresh_ms`;
-requests only read the snapshot (`Runtime.load_metrics.snapshot()`), so a slow or
-dead metrics backend never fails or delays a request.
+requests only read the snapshot (`snapshot()`, which strategies see as `View.load`), so a
+slow or dead metrics backend never fails or delays a request.
 
 Snapshot keys, which `least_load` looks up for a deployment in this order:
   * `metric_key`             — source `redis`: the value at `<redis_prefix><metric_key>`

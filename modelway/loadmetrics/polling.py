@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
@@ -29,8 +28,6 @@ class PollingSource(ABC):
         self._values: Mapping[str, float] = EMPTY
         self._task: asyncio.Task[None] | None = None
         self.state: str | None = None  # "ok" | "empty" | "unreachable"; None before the first poll
-        self.polls = 0
-        self.refreshed_at: float | None = None  # time.monotonic() of the last successful poll
 
     def snapshot(self) -> Mapping[str, float]:
         return self._values
@@ -62,7 +59,6 @@ class PollingSource(ABC):
 
     async def refresh(self) -> None:
         """One poll: publish what it found, or an empty snapshot when it failed."""
-        self.polls += 1
         try:
             values = await self.poll()
         except asyncio.CancelledError:
@@ -72,7 +68,6 @@ class PollingSource(ABC):
             self._set_state("unreachable", f"{type(exc).__name__}: {exc}".rstrip(": "))
             return
         self._values = values
-        self.refreshed_at = time.monotonic()
         if values:
             self._set_state("ok", f"{len(values)} value{'s' * (len(values) != 1)}")
         else:

@@ -24,8 +24,7 @@ from collections.abc import Iterable, Mapping
 import aiohttp
 
 from modelway.loadmetrics.polling import PollingSource, log
-from modelway.loadmetrics.score import load_score
-from modelway.strategies.least_load import provider_key
+from modelway.loadmetrics.score import load_score, provider_key
 
 WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs")
 RUNNING = ("vllm:num_requests_running", "sglang:num_running_reqs")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+PROVIDER_KEY_PREFIX = "provider:"
 RUNNING_UNIT = 2.0
 WAITING_UNIT = 2.0**21
 RUNNING_CAP = WAITING_UNIT / RUNNING_UNIT - 1
@@ -35,3 +36,8 @@ def unpack_score(score: float) -> EngineLoad:
     rest = score - waiting * WAITING_UNIT
     running = math.floor(rest / RUNNING_UNIT)
     return EngineLoad(float(waiting), float(running), rest - running * RUNNING_UNIT)
+
+
+def provider_key(provider_name: str) -> str:
+    """The snapshot key under which a provider-wide score (a Prometheus scrape) is published."""
+    return PROVIDER_KEY_PREFIX + provider_name

@@ -8,13 +8,14 @@ for discovery. Failures surface only as `modelway.errors.UpstreamError` subclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modelway.config.schema import ProviderConfig
 from modelway.providers.credentials import Credential, CredentialPool
 from modelway.providers.redact import provider_secrets
+from modelway.proxy.dialect import OPENAI, Dialect
 
 # Never relayed in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -50,9 +51,10 @@ def connection_named(values: Iterable[bytes]) -> frozenset[bytes]:
 class UpstreamRequest:
     path: str  # relative to the provider's base_url, e.g. "chat/completions"; percent-encoded
     client_path: str  # the path the client called, e.g. "/v1/chat/completions" (decoded)
-    headers: list[tuple[bytes, bytes]]  # client headers fit to forward (proxy/forwarding.py), raw
+    headers: Sequence[tuple[bytes, bytes]]  # client headers fit to forward (proxy/forwarding.py), raw
     body: bytes
     stream: bool
+    fresh: bool = False  # send on a new connection, not a reused keep-alive one
 
 
 class UpstreamResponse(ABC):
@@ -80,14 +82,21 @@ class UpstreamResponse(ABC):
 
 class Provider(ABC):
     """One configured upstream. Built from config at runtime build; `start` runs inside
-    the event loop and opens pools, `close` shuts them."""
+    the event loop and opens pools, `close` shuts them.
+
+    `dialect` is the API it speaks (OpenAI's unless a kind says otherwise): a request in
+    another dialect is translated on its way here (modelway/translation/).
+    `responses_native`: POST /v1/responses is forwarded as is, not translated to chat."""
 
     default_models_path = "models"
+    dialect: Dialect = OPENAI
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
         self.kind = config.kind
+        responses_api = config.responses_api or ("native" if config.kind == "openai" else "translate")
+        self.responses_native = responses_api == "native"
         self.credentials = CredentialPool(config.name, config.auth, config.keys)
         self.secrets = provider_secrets(config)  # kept out of the error answers passed on (redact.py)
         self.healthy = True  # set by active health checks, when enabled

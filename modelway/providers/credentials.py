@@ -74,9 +74,10 @@ class CredentialPool:
     def soonest_usable_at(self) -> float:
         return min(c.usable_at() for c in self.credentials)
 
-    def disable(self, credential: Credential, status: int, now: float, first_s: float, max_s: float) -> None:
+    def disable(self, credential: Credential, status: int, now: float, first_s: float, max_s: float) -> bool:
         """A 401/403: out of rotation for `first_s`, or, when the key was tested since it was
-        disabled (this is that test's answer, or one as late), for twice as long as before."""
+        disabled (this is that test's answer, or one as late), for twice as long as before.
+        True when that changed the key's state."""
         if not credential.disabled:
             credential.disabled = True
             credential.backoff_s = first_s
@@ -87,18 +88,23 @@ class CredentialPool:
             log.warning("provider %s: key #%d still answers HTTP %d; tried again in %g s",
                         self.provider, credential.index, status, credential.backoff_s)
         else:
-            return  # an answer to a request sent before the key was disabled: nothing new
+            return False  # an answer to a request sent before the key was disabled: nothing new
         credential.tested = False
         credential.retry_at = now + credential.backoff_s
+        return True
 
-    def enable(self, credential: Credential) -> None:
+    def enable(self, credential: Credential) -> bool:
         """A disabled key answered something other than 401/403: back in rotation."""
-        if credential.disabled:
-            credential.disabled = credential.tested = False
-            credential.backoff_s = credential.retry_at = 0.0
-            log.warning("provider %s: key #%d enabled again", self.provider, credential.index)
+        if not credential.disabled:
+            return False
+        credential.disabled = credential.tested = False
+        credential.backoff_s = credential.retry_at = 0.0
+        log.warning("provider %s: key #%d enabled again", self.provider, credential.index)
+        return True
 
-    def cool(self, credential: Credential, until: float) -> None:
-        if until > credential.cooled_until:
-            credential.cooled_until = until
-            log.info("provider %s: key #%d cooling down after HTTP 429", self.provider, credential.index)
+    def cool(self, credential: Credential, until: float) -> bool:
+        if until <= credential.cooled_until:
+            return False
+        credential.cooled_until = until
+        log.info("provider %s: key #%d cooling down after HTTP 429", self.provider, credential.index)
+        return True

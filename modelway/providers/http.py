@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Coroutine, Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,9 +24,11 @@ from modelway.http1.pool import HostPool, Origin
 from modelway.providers import DEFAULT_BASE_URLS, DEFAULT_MODELS_PATHS
 from modelway.providers.base import Provider, UpstreamRequest, UpstreamResponse
 from modelway.providers.credentials import Credential
+from modelway.proxy.dialect import ANTHROPIC
 from modelway.proxy.paths import SAFE
 
 URL_CACHE_SIZE = 512
+VERSION = b"anthropic-version"
 DISCOVERY_TIMEOUT_S = 10.0
 
 
@@ -67,6 +70,8 @@ class HttpProvider(Provider):
             keepalive_timeout_s=config.keepalive_timeout_ms / 1000,
             connect_timeout_s=config.connect_timeout_ms / 1000,
             ssl_verify=config.ssl_verify,
+            max_connections=config.max_connections,
+            max_response_bytes=config.max_response_bytes,
         )
         # What every request here carries after its own headers, per credential: static
         # headers and auth, already encoded; and the names they override.
@@ -139,7 +144,9 @@ class HttpProvider(Provider):
         self, request: UpstreamRequest, credential: Credential
     ) -> Coroutine[Any, Any, UpstreamResponse]:
         # Streams: timeout_ms bounds each gap between bytes; otherwise the whole exchange.
-        return self._pool.request(self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream)
+        return self._pool.request(
+            self.request_bytes(request, credential.auth), self._timeout_s, idle=request.stream, fresh=request.fresh
+        )
 
     def models_url(self, path: str | None = None) -> URL:
         path = path or self.models_path
@@ -195,7 +202,24 @@ class GPUStackProvider(HttpProvider):
 
 
 class AnthropicProvider(HttpProvider):
-    """Parsed and reachable; native Messages forwarding and translation arrive later."""
+    """The Anthropic Messages API at <base_url>/messages (api.anthropic.com/v1 by default).
+    Its credential is `auth.header: {x-api-key: ...}`, sent instead of the client's; the
+    client's `anthropic-version` and `anthropic-beta` pass through, and `anthropic_version`
+    is sent when the client sent none (a client speaking OpenAI chat never does)."""
+
+    dialect = ANTHROPIC
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self._version = (VERSION, config.anthropic_version.encode("latin-1"))
+
+    def request_bytes(self, request: UpstreamRequest, credential: ProviderAuth) -> bytes:
+        for name, _ in request.headers:
+            if name == VERSION:
+                break
+        else:
+            request = replace(request, headers=[*request.headers, self._version])
+        return super().request_bytes(request, credential)
 
 
 __all__ = [

@@ -18,19 +18,18 @@ from collections.abc import Sequence
 from urllib.parse import quote
 
 from modelway.config.schema import ProviderConfig
+from modelway.config.secrets import MIN_SECRET_LENGTH, REDACTED, credential_values
 
-MIN_SECRET = 4  # shorter values would redact ordinary words; no real credential is this short
-REDACTED = b"[redacted]"
+REDACTED_BYTES = REDACTED.encode()
 
 
 def provider_secrets(config: ProviderConfig) -> tuple[bytes, ...]:
-    """The provider's secret values as bytes, longest first (a secret holding another is
-    replaced whole)."""
+    """The provider's secret values (as config/secrets.py knows them) as bytes, longest
+    first (a secret holding another is replaced whole)."""
     values = [*config.headers.values()]
     for auth in (config.auth, *config.keys):
-        values += [*auth.header.values(), *auth.query.values()]
-        values += [v.split(None, 1)[1] for v in auth.header.values() if " " in v.strip()]
-    found = {v.strip() for v in values if len(v.strip()) >= MIN_SECRET}
+        values += credential_values(auth)
+    found = {v.strip() for v in values if len(v.strip()) >= MIN_SECRET_LENGTH}
     found |= {quote(v, safe="") for v in found}
     return tuple(sorted((v.encode("utf-8") for v in found), key=len, reverse=True))
 
@@ -38,7 +37,7 @@ def provider_secrets(config: ProviderConfig) -> tuple[bytes, ...]:
 def redact(data: bytes, secrets: Sequence[bytes]) -> bytes:
     for secret in secrets:
         if secret in data:
-            data = data.replace(secret, REDACTED)
+            data = data.replace(secret, REDACTED_BYTES)
     return data
 
 

@@ -26,7 +26,6 @@ WORDS = (
     "tokens", "at", "a", "steady", "pace", "so", "you", "can", "watch", "failover", "latency",
     "and", "load", "balancing", "without", "a", "GPU",
 )
-JSON = b"application/json"
 MAX_TOKENS = 4096
 
 

@@ -5,6 +5,12 @@ Layers, outermost first (as httpx layers its send path):
   RouteChain.next() the next deployment: highest priority first, untried, then fallbacks
   exchange()        one upstream exchange, up to the first body byte
 
+An exchange that failed on a stale keep-alive connection (the upstream closed it as it was
+reused) is sent again to the same deployment with the same key on a fresh connection. That
+re-send is an attempt like any other: it counts in x-modelway-attempts and against
+routing.retries, and spends the retry budget; the stale failure counts against nothing
+(no cooldown, no strategy outcome), since it says nothing about the deployment.
+
 Every exchange runs as a task, so a hedge (a second exchange started when the first has
 no response headers after hedge_after_ms) is just another task in the same loop: the
 first to answer wins and the other is cancelled. Nothing reaches the client before this
@@ -16,25 +22,73 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from modelway.errors import AllAttemptsFailed, GatewayTimeout, NoHealthyDeployment, UpstreamError
-from modelway.failover.chain import RouteChain, Tried, usable
-from modelway.proxy.context import RequestContext
+from modelway.errors import (
+    AllAttemptsFailed,
+    GatewayError,
+    GatewayTimeout,
+    NoHealthyDeployment,
+    UpstreamError,
+    UpstreamStaleConnection,
+)
+from modelway.failover.chain import RouteChain, Tried
 from modelway.proxy.exchange import Answer, AttemptRecord, exchange
-from modelway.runtime import ModelRoute
+from modelway.strategies.base import NO_LOAD
+from modelway.strategies.prefix import prefix_of
 
-__all__ = ["Answer", "attempt", "usable"]
+if TYPE_CHECKING:
+    from modelway.config.schema import HashOn
+    from modelway.deployment import Deployment
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import LoadSource, ProxySettings
+    from modelway.routes import ModelRoute
+    from modelway.strategies.prefix import Prefix
+
+__all__ = ["Answer", "RequestView", "attempt"]
+
+
+class RequestView:
+    """What a strategy sees of one request at one pick (strategies/base.py `View`): built per
+    pick, read-only; the load snapshot is read only when a strategy asks for it."""
+
+    __slots__ = ("_request", "_source", "now")
+
+    def __init__(self, request: Incoming, source: LoadSource | None, now: float) -> None:
+        self._request = request
+        self._source = source
+        self.now = now
+
+    @property
+    def stream(self) -> bool:
+        return self._request.stream
+
+    @property
+    def load(self) -> Mapping[str, float]:
+        source = self._source
+        return source.snapshot() if source is not None else NO_LOAD
+
+    def hash_key(self, hash_on: HashOn) -> str | None:
+        return self._request.hash_key(hash_on)
+
+    def inflight(self, deployment: Deployment) -> int:
+        stats = deployment.stats
+        return stats.inflight + stats.others
+
+    def prefix(self) -> Prefix | None:
+        return prefix_of(self._request.raw_body)
 
 
 class AttemptLoop:
-    def __init__(self, ctx: RequestContext, route: ModelRoute) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: ProxySettings, request: Incoming, model: str, route: ModelRoute) -> None:
+        self.settings = settings
+        self.request = request
+        self.model = model  # the public model: metric label, and the name sent where a deployment has none
         self.route = route
-        self.failover = ctx.runtime.failover
+        self.failover = settings.failover
         self.chain = RouteChain(route)
-        self.max_attempts = 1 + ctx.runtime.config.routing.retries
+        self.max_attempts = settings.max_attempts
         hedge_ms = route.config.hedge_after_ms
         self.hedge_s: float | None = hedge_ms / 1000 if hedge_ms else None
         self.tried: Tried = {}
@@ -44,10 +98,14 @@ class AttemptLoop:
         self.failed_answer: Answer | None = None  # a retryable status answer, kept for pass-through
         self.last_settled: AttemptRecord | None = None  # with hedging, not always the last launched
         self.stop = False  # a failure that must not be retried
+        self.stale: AttemptRecord | None = None  # failed on a stale connection: to re-send on a fresh one
 
-    def pick(self, hedge: bool = False) -> tuple[ModelRoute, AttemptRecord] | None:
+    def pick(self, hedge: bool = False, probe: bool = False) -> AttemptRecord | None:
         now = time.monotonic()
-        picked = self.chain.next(self.ctx, self.tried, self.rekey, now)
+        if probe:
+            picked = self.chain.probe(now)
+        else:
+            picked = self.chain.next(RequestView(self.request, self.settings.load, now), self.tried, self.rekey)
         if picked is None:
             return None
         route, deployment = picked
@@ -57,17 +115,12 @@ class AttemptLoop:
             return None
         used.add(credential.index)
         self.rekey.discard(deployment.index)
-        record = AttemptRecord(deployment, credential, hedge=hedge)
+        record = AttemptRecord(route, deployment, credential, hedge=hedge)
         self.history.append(record)
-        return route, record
+        return record
 
-    def launch(self, hedge: bool = False) -> bool:
-        picked = self.pick(hedge)
-        if picked is None:
-            return False
-        route, record = picked
-        self.pending[asyncio.ensure_future(exchange(self.ctx, route, record))] = record
-        return True
+    def launch(self, record: AttemptRecord) -> None:
+        self.pending[asyncio.ensure_future(exchange(self.request, self.model, record, self.settings))] = record
 
     def can_retry(self) -> bool:
         """Another attempt is allowed: attempts left, a candidate left, and budget left."""
@@ -78,14 +131,28 @@ class AttemptLoop:
             and self.route.budget.try_retry()
         )
 
+    def next_attempt(self) -> AttemptRecord | None:
+        """The attempt after a failed one, or None when no more is allowed: a re-send on a
+        fresh connection after a stale one, else the next candidate."""
+        stale, self.stale = self.stale, None
+        if stale is None:
+            return self.pick() if self.can_retry() else None
+        if self.stop or len(self.history) >= self.max_attempts or not self.route.budget.try_retry():
+            return None
+        record = AttemptRecord(stale.route, stale.deployment, stale.credential, hedge=stale.hedge, fresh=True)
+        self.history.append(record)
+        return record
+
     def run(self) -> Coroutine[Any, Any, Answer]:
         self.route.budget.request()
         return self.run_in_turn() if self.hedge_s is None else self.run_hedged()
 
     async def run_hedged(self) -> Answer:
         """Exchanges as tasks, so that a hedge can race the first one."""
-        if not self.launch():
-            raise self.unavailable()
+        picked = self.pick()
+        if picked is None:
+            return await self.run_probe()
+        self.launch(picked)
         try:
             while self.pending:
                 hedge_due = self.hedge_s is not None and len(self.pending) == 1
@@ -99,12 +166,13 @@ class AttemptLoop:
                     record = self.pending.pop(task)
                     exc = task.exception()
                     if exc is not None and not isinstance(exc, UpstreamError):
+                        self.abandon()
                         raise exc
                     answer = self.settle(record, exc or task.result())
                     if answer is not None:
                         return self.won(answer, done)
-                if not self.pending and self.can_retry():
-                    self.launch()
+                if not self.pending and (picked := self.next_attempt()) is not None:
+                    self.launch(picked)
         finally:
             for task in self.pending:
                 task.cancel()
@@ -112,42 +180,78 @@ class AttemptLoop:
 
     async def run_in_turn(self) -> Answer:
         """Without hedging, one exchange at a time, awaited in this task: no task per attempt."""
-        picked = self.pick()
-        if picked is None:
-            raise self.unavailable()
+        record = self.pick()
+        if record is None:
+            return await self.run_probe()
         while True:
-            route, record = picked
             try:
-                answer = self.settle(record, await exchange(self.ctx, route, record))
+                answer = self.settle(record, await exchange(self.request, self.model, record, self.settings))
             except UpstreamError as exc:
                 answer = self.settle(record, exc)
+            except GatewayError:  # the request itself is refused (a body a translation cannot read)
+                self.abandon()
+                raise
             if answer is not None:
                 return self.won(answer, ())
-            if not self.can_retry() or (picked := self.pick()) is None:
+            if (record := self.next_attempt()) is None:
                 return self.lost()
+
+    async def run_probe(self) -> Answer:
+        """Nothing is usable. If cooldowns are what keeps every deployment out, this request
+        probes the one that recovers first, alone: one attempt (re-sent only after a stale
+        keep-alive connection), no retry, no hedge. An answer that is not a failure ends
+        its cooldown; requests arriving meanwhile get the 503 of `unavailable()`."""
+        record = self.pick(probe=True)
+        if record is None:
+            raise self.unavailable()
+        health = record.deployment.health
+        health.probing = True
+        try:
+            while True:
+                result: Answer | UpstreamError
+                try:
+                    result = await exchange(self.request, self.model, record, self.settings)
+                except UpstreamError as exc:
+                    result = exc
+                answer = self.settle(record, result)
+                # The one retry a probe gets: its re-send after a stale keep-alive connection.
+                if answer is not None or self.stale is None or (resent := self.next_attempt()) is None:
+                    break
+                record = resent
+        finally:
+            health.probing = False
+        if answer is None:
+            return self.lost()
+        self.failover.recovered(record.deployment)
+        return self.won(answer, ())
 
     def maybe_hedge(self) -> None:
         self.hedge_s = None  # one hedge per request
         (record,) = self.pending.values()
-        if record.headers_at is None and self.can_retry():
-            self.launch(hedge=True)
+        if record.headers_at is None and self.can_retry() and (picked := self.pick(hedge=True)) is not None:
+            self.launch(picked)
 
     def settle(self, record: AttemptRecord, result: Answer | UpstreamError) -> Answer | None:
         """The answer if this exchange won; None when it failed (and was recorded)."""
         deployment = record.deployment
-        metrics = self.ctx.runtime.metrics
+        metrics = self.settings.metrics
         self.last_settled = record
         if isinstance(result, UpstreamError):
             record.error = result.kind
-            metrics.attempt(self.ctx.requested_model, deployment.provider.name, result.kind)
-            self.failover.error(deployment, result.kind)
+            metrics.attempt(self.model, deployment.provider.name, result.kind)
+            if isinstance(result, UpstreamStaleConnection):
+                record.stale = True
+                self.stale = record
+                return None
+            if not result.local:
+                self.failover.error(deployment, result.kind)
             if result.kind not in self.failover.retry_on:
                 self.stop = True
             return None
         answer = result
         status = answer.upstream.status
         record.status = status
-        metrics.attempt(self.ctx.requested_model, deployment.provider.name, "ok" if status < 400 else str(status))
+        metrics.attempt(self.model, deployment.provider.name, "ok" if status < 400 else str(status))
         if self.failover.status(deployment, record.credential, status, answer.upstream.headers):
             self.rekey.add(deployment.index)
         elif status not in self.failover.retry_on:
@@ -166,6 +270,12 @@ class AttemptLoop:
         answer.attempts = len(self.history)
         return answer
 
+    def abandon(self) -> None:
+        """The request ends in an error of its own: the answer kept for pass-through is released."""
+        failed = self.failed_answer
+        if failed is not None:
+            failed.finish(ok=False, error=str(failed.upstream.status))
+
     def lost(self) -> Answer:
         failed = self.failed_answer
         if failed is not None and len(self.history) == 1:
@@ -176,6 +286,15 @@ class AttemptLoop:
 
     def unavailable(self) -> Exception:
         headers = {"x-modelway-attempts": "0"}
+        if self.chain.probing():
+            # Its answer is due soon and, if good, ends the cooldown: come back then, not
+            # when the cooldown would have run out.
+            headers["Retry-After"] = "1"
+            return NoHealthyDeployment(
+                f"every deployment of model {self.route.name!r} is cooling down and a probe request is"
+                " testing one; retry in 1 s",
+                headers=headers,
+            )
         wait = self.chain.soonest_recovery(time.monotonic())
         if wait is not None:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
@@ -197,5 +316,7 @@ class AttemptLoop:
         return AllAttemptsFailed(f"every attempt failed ({attempts}: {summary})", headers=headers)
 
 
-def attempt(ctx: RequestContext, route: ModelRoute) -> Coroutine[Any, Any, Answer]:
-    return AttemptLoop(ctx, route).run()  # the loop's own coroutine: no extra frame per request
+def attempt(settings: ProxySettings, request: Incoming, model: str, route: ModelRoute) -> Coroutine[Any, Any, Answer]:
+    """The answer to `request` from `route` (or its fallbacks), as the public model `model`;
+    a GatewayError (502, 503, 504) when no attempt answered."""
+    return AttemptLoop(settings, request, model, route).run()  # the loop's own coroutine: no extra frame per request

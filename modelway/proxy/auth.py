@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from modelway.config.schema import AuthConfig, ClientKey
 from modelway.errors import Forbidden, Unauthorized, clip
 from modelway.mapping import PatternTable, pattern_set
+from modelway.state.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class ClientIdentity:
     name: str
     key: ClientKey
     allowed: PatternTable[bool] | None
+    limits: Limits | None = None  # rpm/tpm; None: the key has no limits and pays nothing for them
 
     def may_use(self, model: str) -> bool:
         return self.allowed is None or self.allowed.lookup(model) is not None
@@ -30,11 +32,17 @@ class ClientKeys:
         for key in config.keys:
             digest = key.key_sha256.lower() if key.key_sha256 else hashlib.sha256(key.key.encode()).hexdigest()  # type: ignore[union-attr]
             allowed = pattern_set(key.models) if key.models is not None else None
-            self._by_digest[digest] = ClientIdentity(key.name, key, allowed)
+            limits = Limits(key.rpm, key.tpm)
+            self._by_digest[digest] = ClientIdentity(key.name, key, allowed, limits if limits.any else None)
 
     @property
     def enabled(self) -> bool:
         return bool(self._by_digest)
+
+    @property
+    def limited(self) -> bool:
+        """Some key has rpm or tpm."""
+        return any(identity.limits is not None for identity in self._by_digest.values())
 
     def identify(self, authorization: str | None, api_key: str | None) -> ClientIdentity:
         secret = None

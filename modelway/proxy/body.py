@@ -4,15 +4,12 @@ fields modelway itself reads. Each failure is a 400/408/413 that says what is wr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from modelway.asgi import App, Receive
 from modelway.errors import BadRequest, PayloadTooLarge, RequestTimeout
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-ASGIApp = Callable[[dict[str, Any], Receive, Any], Awaitable[None]]
 
 MAX_DEPTH = 200  # levels of nested arrays and objects in a request body (SPEC section 5)
 
@@ -59,7 +56,7 @@ class BodyDeadline:
     its last body message: read_body's wait then raises RequestTimeout, a 408 sent with
     `connection: close` so that the server closes the connection after it."""
 
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+    def __init__(self, app: App, timeout_s: float) -> None:
         self.app = app
         self.timeout_s = timeout_s
 

@@ -1,5 +1,5 @@
 """Running the router chain for one request (SPEC section 6), between model mapping and
-the normal resolution.
+the normal resolution (proxy/resolve.py).
 
 Routers run in descending priority, ties by ascending id, each within its timeout. A
 router that declines (None) passes the request on; one that raises, times out, or decides
@@ -12,7 +12,9 @@ in `RouterChain.errors`, and passes it on too. The first valid decision wins:
 
 No decision: the caller resolves the model as usual. With `x-modelway-debug: 1` (and, where
 client keys are configured, a key with `debug: true`), each router's verdict and time and
-the final route go into the `x-modelway-route` response header.
+the final route go into the `x-modelway-route` response header (`RouteTrace`).
+
+Nothing here writes into the request: what the chain concluded comes back as a `Routed`.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import types
 from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from modelway.deployment import usable
 from modelway.plugins import (
     Available,
     Client,
@@ -39,13 +42,14 @@ from modelway.plugins import (
     decision_problem,
     estimate_prompt_tokens,
 )
-from modelway.proxy.attempts import usable
-from modelway.proxy.executor import REENTRY, ExecutorCall, InProcessGateway
-from modelway.runtime import ModelRoute, Runtime
+from modelway.proxy.executor import ExecutorCall, InProcessGateway
+from modelway.routes import ModelRoute
 
 if TYPE_CHECKING:
-    from modelway.proxy.context import RequestContext
-    from modelway.routers.chain import LoadedRouter
+    from modelway.asgi import App
+    from modelway.proxy.incoming import Incoming
+    from modelway.routers.chain import LoadedRouter, RouterChain
+    from modelway.routes import ModelTable
 
 log = logging.getLogger("modelway.routers")
 
@@ -57,60 +61,67 @@ REASON_MAX = 200
 class RequestFacts:
     """What the RouteRequests of one request share, each made once and only when read."""
 
-    __slots__ = ("_available", "_prompt_tokens", "client", "ctx", "headers", "query", "skip")
+    __slots__ = ("_available", "_prompt_tokens", "app", "client", "headers", "model", "query", "request", "table")
 
-    def __init__(self, ctx: RequestContext, skip: frozenset[str]) -> None:
-        self.ctx = ctx
-        self.skip = skip  # routers a re-entered request must not run
-        self.headers = ReadOnlyMap({k: v for k, v in ctx.headers.items() if k not in HIDDEN_HEADERS})
-        self.query = ReadOnlyMap(ctx.query)
-        name = ctx.client.name if ctx.client is not None else None
+    def __init__(self, request: Incoming, model: str, table: ModelTable, app: App) -> None:
+        self.request = request
+        self.model = model  # the requested model, after mapping
+        self.table = table
+        self.app = app  # the gateway, for executors' in-process calls
+        self.headers = ReadOnlyMap({k: v for k, v in request.headers().items() if k not in HIDDEN_HEADERS})
+        self.query = ReadOnlyMap(request.query())
+        name = request.client.name if request.client is not None else None
         self.client = Client(key=name, consumer=name)
         self._available: Available | None = None
         self._prompt_tokens: int | None = None
 
+    @property
+    def skip(self) -> frozenset[str]:
+        """Routers a re-entered request must not run."""
+        return self.request.skip
+
     def body_copy(self) -> dict[str, Any]:
-        copied: dict[str, Any] = orjson.loads(self.ctx.raw_body)  # a deep copy, faster than copy.deepcopy
+        copied: dict[str, Any] = orjson.loads(self.request.raw_body)  # a deep copy, faster than copy.deepcopy
         return copied
 
     def available(self) -> Available:
         if self._available is None:
-            self._available = available_now(self.ctx.runtime)
+            self._available = available_now(self.table)
         return self._available
 
     def prompt_tokens(self) -> int:
         if self._prompt_tokens is None:
-            self._prompt_tokens = estimate_prompt_tokens(self.ctx.payload)
+            self._prompt_tokens = estimate_prompt_tokens(self.request.payload)
         return self._prompt_tokens
 
-    def request(self, router_id: str) -> RouteRequest:
+    def route_request(self, router_id: str) -> RouteRequest:
         """A fresh RouteRequest for one router; its `gateway` re-enters skipping that router."""
-        ctx = self.ctx
+        request = self.request
         return RouteRequest.from_source(
             self,
-            source_format="anthropic" if ctx.anthropic else "openai",
-            path=ctx.path,
-            requested_model=ctx.requested_model,
-            original_model=ctx.original_model,
-            stream=ctx.stream,
+            source_format=request.dialect,
+            path=request.path,
+            requested_model=self.model,
+            original_model=request.original_model,
+            stream=request.stream,
             headers=self.headers,
             query=self.query,
             client=self.client,
-            gateway=InProcessGateway(ctx, router_id, self.skip, self.headers),
+            gateway=InProcessGateway(request, router_id, self.headers, self.app),
         )
 
 
-def available_now(runtime: Runtime) -> Available:
+def available_now(table: ModelTable) -> Available:
     """Providers and public models with at least one usable deployment right now.
 
-    Usability is `attempts.usable(deployment)`, the same test the attempt loop applies.
-    A provider no deployment uses (one configured only for routers) is counted available:
-    nothing has shown it unhealthy.
+    Usability is `deployment.usable`, the same test the attempt loop applies. A provider no
+    deployment uses (one configured only for routers) is counted available: nothing has
+    shown it unhealthy.
     """
     used: set[str] = set()
     healthy: set[str] = set()
     models: dict[str, ModelInfo] = {}
-    for name, route in runtime.models.items():
+    for name, route in table.models.items():
         live = [d for d in route.deployments if usable(d)]
         used.update(d.provider.name for d in route.deployments)
         if not live:
@@ -120,12 +131,12 @@ def available_now(runtime: Runtime) -> Available:
         contexts = [d.max_context for d in live]
         max_context = None if None in contexts else max(c for c in contexts if c is not None)
         models[name] = ModelInfo(name, providers, max_context)
-    for route in runtime.router_routes.values():
+    for route in table.router_routes.values():
         for d in route.deployments:
             used.add(d.provider.name)
             if usable(d):
                 healthy.add(d.provider.name)
-    idle = set(runtime.providers) - used
+    idle = set(table.providers) - used
     return Available(frozenset(healthy | idle), MappingProxyType(models))
 
 
@@ -151,10 +162,10 @@ class RouteTrace:
         return ROUTE_HEADER, text.encode("ascii")
 
 
-def wants_debug(ctx: RequestContext) -> bool:
-    if ctx.raw_headers.get(b"x-modelway-debug") != b"1":
+def wants_debug(request: Incoming) -> bool:
+    if request.raw_headers.get(b"x-modelway-debug") != b"1":
         return False
-    return ctx.client is None or ctx.client.key.debug
+    return request.client is None or request.client.key.debug
 
 
 def route_summary(route: ModelRoute) -> dict[str, Any]:
@@ -163,41 +174,28 @@ def route_summary(route: ModelRoute) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Routed:
-    """What the chain concluded: a target (None: resolve as usual) and the debug trace."""
+    """What the chain concluded: a target (None: resolve as usual), the public model it
+    serves (a `model` decision's, else the one asked for), and the debug trace."""
 
-    target: ModelRoute | ExecutorCall | None = None
-    trace: RouteTrace | None = None
-
-    def note_resolution(self, ctx: RequestContext, route: ModelRoute | None) -> None:
-        """Record the normal resolution's result in the debug header, when one is wanted."""
-        trace = self.trace
-        if trace is None:
-            return
-        trace.decision = {"by": "resolution", "model": ctx.requested_model}
-        if route is not None:
-            trace.decision.update(route_summary(route))
-        ctx.extra_response_headers.append(trace.header())
+    target: Final[ModelRoute | ExecutorCall | None]
+    model: Final[str]
+    trace: Final[RouteTrace | None]
 
 
-NOT_ROUTED = Routed()
-
-
-async def run_routers(ctx: RequestContext) -> Routed:
-    chain = ctx.runtime.routers
-    trace = RouteTrace() if wants_debug(ctx) else None
-    if not chain:
-        return Routed(None, trace) if trace is not None else NOT_ROUTED
-    reentry = ctx.scope.get(REENTRY)
-    facts = RequestFacts(ctx, reentry.skip if reentry is not None else frozenset())
+async def run_routers(
+    request: Incoming, model: str, table: ModelTable, chain: RouterChain, app: App, trace: RouteTrace | None
+) -> Routed:
+    """Ask the routers in turn; `app` is the gateway itself, for executors' in-process calls."""
+    facts = RequestFacts(request, model, table, app)
     for entry in chain.routers:
-        if entry.id in facts.skip:
+        if entry.id in request.skip:
             if trace is not None:
                 trace.verdict(entry.id, "skipped", None, reason="it issued this re-entered request")
             continue
         started = time.perf_counter()
-        decision, failure = await ask(entry, facts.request(entry.id))
+        decision, failure = await ask(entry, facts.route_request(entry.id))
         if failure is None and decision is not None:
-            target, failure = await accept(ctx, facts, entry, decision)
+            target, served, failure = await accept(facts, chain, entry, decision)
             if target is not None:
                 if trace is not None:
                     reason = clip(decision.reason) or None
@@ -205,15 +203,14 @@ async def run_routers(ctx: RequestContext) -> Routed:
                         entry.id, decision.kind, started, target=decision.target,
                         target_model=decision.target_model, reason=reason,
                     )
-                    trace.decision = describe(ctx, entry.id, decision, target)
-                    ctx.extra_response_headers.append(trace.header())
-                return Routed(target, trace)
+                    trace.decision = describe(served, entry.id, decision, target)
+                return Routed(target, served, trace)
         if failure is not None:
             chain.errors[entry.id] += 1
             log.warning("router %r skipped: %s", entry.id, failure)
         if trace is not None:
             trace.verdict(entry.id, "decline" if failure is None else "error", started, reason=failure)
-    return Routed(None, trace)
+    return Routed(None, model, trace)
 
 
 async def ask(entry: LoadedRouter, req: RouteRequest) -> tuple[RouteDecision | None, str | None]:
@@ -288,47 +285,47 @@ def _forget(task: asyncio.Future[Any]) -> None:
 
 
 async def accept(
-    ctx: RequestContext, facts: RequestFacts, entry: LoadedRouter, decision: RouteDecision
-) -> tuple[ModelRoute | ExecutorCall | None, str | None]:
-    """Turn a well-formed decision into a target, or say why it cannot be one."""
-    runtime = ctx.runtime
+    facts: RequestFacts, chain: RouterChain, entry: LoadedRouter, decision: RouteDecision
+) -> tuple[ModelRoute | ExecutorCall | None, str, str | None]:
+    """Turn a well-formed decision into a target and the public model it serves, or say
+    why it cannot be one."""
+    table, client, model = facts.table, facts.request.client, facts.model
     target = decision.target
     if decision.kind == "model":
         assert target is not None
-        route = runtime.models.get(target) or await runtime.discovered_route(target)
+        route = await table.find(target)
         if route is None:
-            return None, clip(f"decided unknown model {target!r}")
-        if ctx.client is not None and not ctx.client.may_use(target):
-            return None, clip(f"decided model {target!r}, which key {ctx.client.name!r} may not use")
+            return None, model, clip(f"decided unknown model {target!r}")
+        if client is not None and not client.may_use(target):
+            return None, model, clip(f"decided model {target!r}, which key {client.name!r} may not use")
         if not any(usable(d) for d in route.deployments):
-            return None, clip(f"decided model {target!r}, which has no available deployment")
-        ctx.requested_model = target  # the public model now served, as if mapped to it
-        return route, None
+            return None, model, clip(f"decided model {target!r}, which has no available deployment")
+        return route, target, None  # the public model now served, as if mapped to it
     if decision.kind == "deployment":
         assert target is not None
-        if target not in runtime.providers:
-            return None, clip(f"decided unknown provider {target!r}")
+        if target not in table.providers:
+            return None, model, clip(f"decided unknown provider {target!r}")
         if target not in facts.available().providers:
-            return None, clip(f"decided provider {target!r}, which has no available deployment")
-        route = runtime.deployment_route(target, decision.target_model)
+            return None, model, clip(f"decided provider {target!r}, which has no available deployment")
+        route = table.deployment_route(target, decision.target_model)
         if not any(usable(d) for d in route.deployments):
-            return None, clip(f"decided provider {target!r}, which is unavailable")
-        return route, None
+            return None, model, clip(f"decided provider {target!r}, which is unavailable")
+        return route, model, None
     executor_id = target or entry.id
-    executing = runtime.routers.by_id.get(executor_id)
+    executing = chain.by_id.get(executor_id)
     if executing is None:
-        return None, clip(f"decided unknown executor router {executor_id!r}")
+        return None, model, clip(f"decided unknown executor router {executor_id!r}")
     if executor_id in facts.skip:
-        return None, clip(f"decided executor {executor_id!r}, which issued this re-entered request")
+        return None, model, clip(f"decided executor {executor_id!r}, which issued this re-entered request")
     if executing.executor is None:
-        return None, clip(f"decided executor {executor_id!r}, which does not implement Executor.execute")
-    return ExecutorCall(executing, entry.id, facts.request(executor_id)), None
+        return None, model, clip(f"decided executor {executor_id!r}, which does not implement Executor.execute")
+    return ExecutorCall(executing, facts.route_request(executor_id), chain.errors), model, None
 
 
 def describe(
-    ctx: RequestContext, router_id: str, decision: RouteDecision, target: ModelRoute | ExecutorCall
+    model: str, router_id: str, decision: RouteDecision, target: ModelRoute | ExecutorCall
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"by": router_id, "kind": decision.kind, "model": ctx.requested_model}
+    out: dict[str, Any] = {"by": router_id, "kind": decision.kind, "model": model}
     if decision.kind == "deployment":
         out["provider"] = decision.target
         out["target_model"] = decision.target_model

@@ -1,42 +1,62 @@
 """One upstream exchange: send the request to one deployment with one credential, and
 wait for the answer up to its first body byte (a stream's first chunk, or a whole
-non-stream body). Nothing has reached the client yet, so any failure here is retryable."""
+non-stream body). Nothing has reached the client yet, so any failure here is retryable.
+
+When the provider speaks another dialect than the client, the attempt goes through a
+`Translation` (modelway/translation/), chosen here per attempt: it makes the request sent,
+and rides on the Answer for the relay to translate what comes back. When both speak the
+same, nothing of it runs: the client's bytes go out as they came."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelway.deployment import Deployment
-from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError
+from modelway.errors import UpstreamBrokenStream, UpstreamConnectError, UpstreamError, UpstreamStaleConnection
 from modelway.failover.quota import low_until
-from modelway.providers.base import UpstreamRequest, UpstreamResponse
-from modelway.providers.credentials import Credential
-from modelway.proxy.context import RequestContext
+from modelway.providers.base import UpstreamRequest
 from modelway.proxy.splice import Unspliceable, nested, with_model
-from modelway.runtime import ModelRoute
+from modelway.proxy.usage import injects_stream_usage, with_usage_requested
 from modelway.strategies.base import Outcome
+from modelway.translation import LocalResponse, Translation, choose
+
+if TYPE_CHECKING:
+    from modelway.deployment import Deployment
+    from modelway.providers.base import UpstreamResponse
+    from modelway.providers.credentials import Credential
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import ProxySettings
+    from modelway.routes import ModelRoute
+
+Headers = Sequence[tuple[bytes, bytes]]
 
 log = logging.getLogger("modelway")
+NATIVE = "native"
+OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 @dataclass(slots=True)
 class AttemptRecord:
+    route: ModelRoute  # the model (the requested one, or a fallback) this deployment serves
     deployment: Deployment
     credential: Credential
     hedge: bool = False
+    fresh: bool = False  # sent on a new connection: a re-send after a stale keep-alive one
     status: int | None = None
     error: str | None = None
+    stale: bool = False  # failed on a reused keep-alive connection the upstream had closed
     headers_at: float | None = None  # when the upstream's response headers arrived
 
     def describe(self) -> str:
         key = f" key#{self.credential.index}" if self.deployment.provider.credentials.pooled else ""
         result = self.status if self.status is not None else self.error
-        return f"{self.deployment.name}{key}{' (hedge)' if self.hedge else ''} -> {result}"
+        why = " (a reused connection the upstream had closed)" if self.stale else ""
+        return f"{self.deployment.name}{key}{' (hedge)' if self.hedge else ''} -> {result}{why}"
 
 
 @dataclass(slots=True)
@@ -53,6 +73,13 @@ class Answer:
     rest: AsyncIterator[bytes] | None = None
     ttft_s: float | None = None
     finished: bool = field(default=False)
+    translation: Translation | None = None  # the crossing this answer came through; None: the same dialect
+
+    @property
+    def crossing(self) -> str:
+        """The dialects the request crossed, for the logs: "native", "anthropic→openai", ..."""
+        translation = self.translation
+        return translation.name if translation is not None else NATIVE
 
     def finish(self, ok: bool, error: str | None = None, observe: bool = True) -> None:
         """Release the upstream and account for the outcome, once (the relay ended, broke,
@@ -63,58 +90,121 @@ class Answer:
         self.upstream.close()
         self.deployment.stats.inflight -= 1
         if observe and self.route.observes:
+            now = time.monotonic()
             self.route.strategy.observe(
                 Outcome(
                     self.deployment,
                     ok,
                     self.upstream.status,
                     error,
-                    time.monotonic() - self.started_at,
+                    now - self.started_at,
                     self.ttft_s,
                     self.rest is not None,
+                    now,
                 )
             )
 
 
-def upstream_body(ctx: RequestContext, deployment: Deployment) -> bytes:
+def upstream_body(request: Incoming, model: str, deployment: Deployment, model_key: tuple[str, ...]) -> bytes:
     """The client's bytes, with the deployment's model and options set in place (proxy/splice.py):
     numbers and everything else reach the provider as the client wrote them."""
-    target = deployment.upstream_model or ctx.requested_model
+    target = deployment.upstream_model or model
     options = deployment.options
-    if not options and target == ctx.original_model:
-        return ctx.raw_body  # nothing to change: the client's bytes go out as they came
-    key_path = ctx.runtime.mapper.key_path
+    if deployment.max_output_tokens is not None:
+        options = clamped(request.payload, options, deployment.max_output_tokens)
+    if request.stream and injects_stream_usage(request.path, True, request.payload, deployment.provider.kind):
+        options = with_usage_requested(request.payload, options)  # for the tokens and cost of streams
+    if not options and target == request.original_model:
+        return request.raw_body  # nothing to change: the client's bytes go out as they came
     try:
-        return with_model(ctx.raw_body, ctx.payload, key_path, target, options)
+        return with_model(request.raw_body, request.payload, model_key, target, options)
     except Unspliceable as exc:  # not expected of a body orjson has read: re-encoding is right, if not exact
         log.warning("request body re-encoded, as it could not be edited in place: %s", exc)
-        return orjson.dumps(nested({**ctx.payload, **options} if options else ctx.payload, key_path, target))
+        return orjson.dumps(nested({**request.payload, **options} if options else request.payload, model_key, target))
 
 
-async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord) -> Answer:
-    runtime = ctx.runtime
+def clamped(payload: dict[str, Any], options: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The deployment's options, plus each output limit the client asked for above `limit`
+    lowered to it (max_output_tokens, SPEC section 2)."""
+    lowered = {
+        key: limit
+        for key in OUTPUT_LIMITS
+        if type(asked := payload.get(key)) is int and asked > limit and key not in options
+    }
+    return {**options, **lowered} if lowered else options
+
+
+def translated(
+    request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings, headers: Headers
+) -> tuple[Translation, UpstreamRequest] | None:
+    """The translation this attempt goes through and the request it makes, or None when the
+    request goes as it is. Raises BadRequest when the body cannot be translated."""
     deployment = record.deployment
-    headers = ctx.forward_headers
-    if runtime.selected_provider_header:
-        selected = (runtime.selected_provider_header, deployment.provider.name.encode())
+    kind = choose(request, deployment.provider)
+    if kind is None:
+        return None
+    translation = kind(request, deployment, request.original_model if settings.rewrite_response_model else None)
+    outgoing = translation.outgoing(model, headers, record.fresh)
+    # The access log's `dialect` says it for every request; this line is there for debugging.
+    if translation.local:
+        log.debug("%s: %s, estimated here (%s not asked)", request.path, translation.name, deployment.name)
+    else:
+        log.debug("%s: %s, to %s", request.path, translation.name, deployment.name)
+    return translation, outgoing
+
+
+def exchange(
+    request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings
+) -> Coroutine[Any, Any, Answer]:
+    """`request` to `record`'s deployment, as `model` (the public model) or its upstream name.
+    Returns the coroutine itself, in a span of its own when tracing: no frame more otherwise."""
+    if settings.tracing is None:
+        return exchange_once(request, model, record, settings)
+    return traced_exchange(request, model, record, settings)
+
+
+async def traced_exchange(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
+    assert settings.tracing is not None
+    with settings.tracing.attempt(record.deployment) as span:
+        answer = await exchange_once(request, model, record, settings)
+        span.set_attribute("http.response.status_code", answer.upstream.status)
+        return answer
+
+
+async def exchange_once(request: Incoming, model: str, record: AttemptRecord, settings: ProxySettings) -> Answer:
+    route = record.route
+    deployment = record.deployment
+    provider = deployment.provider
+    headers = request.forward_headers
+    if settings.selected_provider_header:
+        selected = (settings.selected_provider_header, provider.name.encode())
         headers = [*(h for h in headers if h[0] != selected[0]), selected]
-    request = UpstreamRequest(
-        path=ctx.upstream_path,
-        client_path=ctx.path,
-        headers=headers,
-        body=upstream_body(ctx, deployment),
-        stream=ctx.stream,
-    )
+    translation: Translation | None = None
+    crossing = None if request.dialect == provider.dialect else translated(request, model, record, settings, headers)
+    if crossing is None:
+        outgoing = UpstreamRequest(
+            path=request.upstream_path,
+            client_path=request.path,
+            headers=headers,
+            body=upstream_body(request, model, deployment, settings.model_key),
+            stream=request.stream,
+            fresh=record.fresh,
+        )
+    else:
+        translation, outgoing = crossing
     started = time.monotonic()
     deployment.stats.inflight += 1
     try:
-        upstream = await deployment.provider.send(request, record.credential)
+        if translation is not None and translation.local:
+            upstream: UpstreamResponse = LocalResponse(translation.local_body())
+        else:
+            upstream = await provider.send(outgoing, record.credential)
     except BaseException as exc:
         deployment.stats.inflight -= 1
-        if isinstance(exc, UpstreamError) and route.observes:
-            route.strategy.observe(
-                Outcome(deployment, False, None, exc.kind, time.monotonic() - started, None, ctx.stream)
-            )
+        # A stale keep-alive connection says nothing about the deployment: not observed.
+        if isinstance(exc, UpstreamError) and route.observes and not isinstance(exc, UpstreamStaleConnection):
+            now = time.monotonic()
+            route.strategy.observe(Outcome(deployment, False, None, exc.kind, now - started, None, request.stream, now))
         raise
     record.headers_at = now = time.monotonic()
     if upstream.reports_quota:
@@ -122,6 +212,8 @@ async def exchange(ctx: RequestContext, route: ModelRoute, record: AttemptRecord
         if low is not None:
             deployment.stats.quota_low_until = low
     answer = Answer(route, deployment, upstream, started)
+    if translation is not None:
+        answer.translation = translation
     try:
         if upstream.is_event_stream and upstream.status < 300:
             rest = upstream.chunks().__aiter__()

@@ -6,17 +6,19 @@ SSE, each as soon as the plugin yields it. A failure before anything was sent is
 (or the plugin's own GatewayError); a stream that breaks later ends with an SSE error
 event. Both are logged with the router's id and counted as that router's errors.
 
-Re-entry: `InProcessGateway.execute` runs a request through `pipeline.handle` with a
-scope of its own (no socket). The scope carries a `Reentry` under a key that only
-in-process calls can set: the routers to skip (the issuer, plus any skipped already, so a
-chain of executors ends) and the caller's client key, which still applies.
+Re-entry: `InProcessGateway.execute` runs a request through the gateway — the ASGI app it
+was given, `pipeline.handle` bound to the runtime — with a scope of its own (no socket).
+The scope carries a `Reentry` (proxy/incoming.py) under a key that only in-process calls
+can set: the routers to skip (the issuer, plus any skipped already, so a chain of executors
+ends) and the caller's client key, which still applies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -26,42 +28,40 @@ import orjson
 from modelway.errors import AllAttemptsFailed, GatewayError
 from modelway.plugins import GatewayClient, ReadOnlyMap, Response, RouteRequest, StreamResponse
 from modelway.providers.base import RESPONSE_SKIP
-from modelway.proxy.responses import Send, send_bytes, send_error, sse_error_event
+from modelway.proxy.dialect import OPENAI, Dialect
+from modelway.proxy.incoming import REENTRY, Reentry
+from modelway.proxy.responses import send_bytes, send_error, sse_error_event
 
 if TYPE_CHECKING:
-    from modelway.proxy.auth import ClientIdentity
-    from modelway.proxy.context import RequestContext
+    from modelway.asgi import App, Send
+    from modelway.proxy.incoming import Incoming
     from modelway.routers.chain import LoadedRouter
 
 log = logging.getLogger("modelway.routers")
 
-REENTRY = "modelway.reentry"  # ASGI scope key; HTTP clients cannot set scope keys
 ROUTER_HEADER = b"x-modelway-router"
 # Set by the gateway on executor answers: a plugin's own (e.g. copied from a re-entered answer) are dropped.
 GATEWAY_OWNED = frozenset({ROUTER_HEADER, b"x-modelway-route"})
 JSON_TYPE = b"application/json"
 SSE_TYPE = b"text/event-stream"
 END = object()
+IN_PROCESS_ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
 @dataclass(frozen=True, slots=True)
-class Reentry:
-    skip: frozenset[str]
-    client: ClientIdentity | None
-
-
-@dataclass(slots=True)
 class ExecutorCall:
-    """A decision that a plugin answers: `entry`'s `execute`, chosen by router `decided_by`."""
+    """A decision that a plugin answers: `entry`'s `execute`. Its failures count in
+    `errors`, the router chain's counter."""
 
     entry: LoadedRouter
-    decided_by: str
     request: RouteRequest
+    errors: Counter[str]
 
-    async def run(self, ctx: RequestContext, send: Send) -> None:
+    async def run(self, request: Incoming, extra_headers: Sequence[tuple[bytes, bytes]], send: Send) -> None:
         executor = self.entry.executor
         assert executor is not None  # decide.accept checked it
-        headers = [(ROUTER_HEADER, self.entry.id.encode()), *ctx.extra_response_headers]
+        dialect = request.dialect
+        headers = [(ROUTER_HEADER, self.entry.id.encode()), *extra_headers]
         events: AsyncIterator[Mapping[str, Any]] | None = None
         try:
             answer = await executor.execute(self.request)
@@ -75,52 +75,52 @@ class ExecutorCall:
             else:
                 raise TypeError(f"execute() returned {type(answer).__name__}, not a Response or StreamResponse")
         except GatewayError as exc:
-            await send_error(send, exc, ctx.anthropic, headers)
+            await send_error(send, exc, dialect, headers)
             return
         except Exception as exc:
-            self.failed(ctx, exc)
+            self.failed(exc)
             error = AllAttemptsFailed(f"router {self.entry.id!r} could not answer this request", code="executor_failed")
-            await send_error(send, error, ctx.anthropic, headers)
+            await send_error(send, error, dialect, headers)
             return
         if events is None:
             await send_bytes(send, answer.status, body, [*head, *headers])
             return
         start = {"type": "http.response.start", "status": answer.status, "headers": [*head, *headers]}
-        await self.relay_events(ctx, start, events, first, send)
+        await self.relay_events(dialect, start, events, first, send)
 
     async def relay_events(
-        self, ctx: RequestContext, start: dict[str, Any], events: AsyncIterator[Mapping[str, Any]], first: Any,
+        self, dialect: Dialect, start: dict[str, Any], events: AsyncIterator[Mapping[str, Any]], first: Any,
         send: Send,
     ) -> None:
         event = first
         try:
             await send(start)
             while event is not END:
-                await send({"type": "http.response.body", "body": sse_event(event, ctx.anthropic), "more_body": True})
+                await send({"type": "http.response.body", "body": sse_event(event, dialect), "more_body": True})
                 event = await anext(events, END)
         except Exception as exc:
-            self.failed(ctx, exc)
+            self.failed(exc)
             error = AllAttemptsFailed(f"router {self.entry.id!r} stream broke off", code="executor_failed")
-            tail = sse_error_event(error, ctx.anthropic)
+            tail = sse_error_event(error, dialect)
             await send({"type": "http.response.body", "body": tail, "more_body": False})
             return
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()  # also on client disconnect: the plugin's generator cleans up
-        tail = b"" if ctx.anthropic else b"data: [DONE]\n\n"
+        tail = b"data: [DONE]\n\n" if dialect == OPENAI else b""  # Anthropic and Responses streams have none
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    def failed(self, ctx: RequestContext, exc: Exception) -> None:
-        ctx.runtime.routers.errors[self.entry.id] += 1
+    def failed(self, exc: Exception) -> None:
+        self.errors[self.entry.id] += 1
         log.warning("router %r executor failed: %s: %s", self.entry.id, type(exc).__name__, str(exc)[:200])
 
 
-def sse_event(event: Any, anthropic: bool) -> bytes:
+def sse_event(event: Any, dialect: Dialect) -> bytes:
     if not isinstance(event, Mapping):
         raise TypeError(f"stream events must be dicts, not {type(event).__name__}")
     data = orjson.dumps(event if isinstance(event, dict) else dict(event))
-    kind = event.get("type") if anthropic else None
+    kind = event.get("type") if dialect != OPENAI else None  # Anthropic's and Responses' events are named
     if isinstance(kind, str):
         return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
     return b"data: " + data + b"\n\n"
@@ -147,13 +147,13 @@ def plugin_headers(headers: Mapping[str, str] | None, content_type: bytes) -> li
 class InProcessGateway(GatewayClient):
     """`req.gateway` on the RouteRequests modelway builds: see `GatewayClient.execute`."""
 
-    __slots__ = ("_ctx", "_headers", "_issuer", "_skip")
+    __slots__ = ("_app", "_headers", "_issuer", "_request")
 
-    def __init__(self, ctx: RequestContext, issuer: str, skip: frozenset[str], headers: ReadOnlyMap) -> None:
-        self._ctx = ctx
+    def __init__(self, request: Incoming, issuer: str, headers: ReadOnlyMap, app: App) -> None:
+        self._request = request
         self._issuer = issuer
-        self._skip = skip
         self._headers = headers  # the original request's, without its credentials
+        self._app = app  # the gateway: pipeline.handle bound to the runtime
 
     async def execute(
         self,
@@ -162,21 +162,23 @@ class InProcessGateway(GatewayClient):
         path: str | None = None,
         skip_router: str | Iterable[str] | None = None,
     ) -> Response:
-        from modelway.proxy import pipeline  # pipeline imports this module (through decide)
-
-        ctx = self._ctx
+        issuing = self._request
         if isinstance(request, RouteRequest):
             body: Mapping[str, Any] = request.body
             headers, query = request.headers, request.query
             path = path or request.path
         else:
-            body, headers, query = request, self._headers, ReadOnlyMap(ctx.query)
-            path = path or ctx.path
+            body, headers, query = request, self._headers, ReadOnlyMap(issuing.query())
+            path = path or issuing.path
         named = {skip_router} if isinstance(skip_router, str) else set(skip_router or ())
         raw = orjson.dumps(body if isinstance(body, dict) else dict(body))
         path = path if path.startswith("/") else "/" + path
         scope: dict[str, Any] = {
-            **{k: ctx.scope[k] for k in ("asgi", "http_version", "scheme", "server", "client") if k in ctx.scope},
+            "asgi": IN_PROCESS_ASGI,
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": None,
+            "client": issuing.peer,
             "type": "http",
             "method": "POST",
             "path": path,
@@ -189,10 +191,10 @@ class InProcessGateway(GatewayClient):
                 (b"content-type", JSON_TYPE),
                 (b"content-length", str(len(raw)).encode()),
             ],
-            REENTRY: Reentry(self._skip | {self._issuer} | named, ctx.client),
+            REENTRY: Reentry(issuing.skip | {self._issuer} | named, issuing.client),
         }
         reply = Collected(raw)
-        await pipeline.handle(ctx.runtime, scope, reply.receive, reply.send)
+        await self._app(scope, reply.receive, reply.send)
         return reply.response()
 
 

@@ -1,137 +1,230 @@
-"""One proxied request, top to bottom:
+"""One proxied request, top to bottom. Each stage returns the value the next one reads, and
+none changes what an earlier one made:
 
-    read body → check content type → parse JSON → check fields → identify client
-    → map model → authorize → router plugins → resolve route → attempt (retry/fallback) → relay
+    parse     (incoming.py)  scope, body → Incoming: path, dialect, parsed body, headers, client
+    map       (resolve.py)   Incoming → the requested public model
+    admit     (admission.py) forward auth, the key's rpm/tpm (only when configured) → Incoming, Ticket
+    resolve   (resolve.py)   authorize → router plugins (decide.py) → model table → Resolved:
+                             a route or a plugin's ExecutorCall, the public model, answer headers
+    attempt   (attempts.py)  retries, fallbacks, hedging over exchanges (exchange.py) → Answer
+    relay     (relay.py)     Answer → the client, and the metrics
 
-A router plugin (proxy/decide.py) may pick the route, or answer itself (proxy/executor.py).
+A plugin's executor answers instead of attempt and relay (executor.py); it gets the way back
+into the gateway, this module's `handle` bound to the runtime, as a parameter. `handle` is
+the only code that holds the Runtime: each stage gets the few parts of it it needs.
 
-Request-side steps may end the request with a GatewayError; once relay starts the
-status is sent and only the body remains. The work is cancelled the moment the client
+Request-side stages may end the request with a GatewayError; once relay starts the status
+is sent and only the body remains. The work is cancelled the moment the client
 disconnects, so the upstream request is abandoned at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, Protocol
+import time
+from collections.abc import Coroutine, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
-from modelway.errors import BadRequest, GatewayError, NotFound, clip
+from modelway.errors import BadRequest, GatewayError, clip
 from modelway.http1.cycle import DISCONNECT_EXTENSION
-from modelway.proxy.attempts import Answer, attempt
-from modelway.proxy.auth import authorize
-from modelway.proxy.body import (
-    ClientGone,
-    Receive,
-    check_content_type,
-    check_fields,
-    parse_json_object,
-    read_body,
-    read_model,
-)
-from modelway.proxy.context import RequestContext
-from modelway.proxy.decide import run_routers
-from modelway.proxy.executor import REENTRY, ExecutorCall
-from modelway.proxy.forwarding import forwardable
-from modelway.proxy.paths import forward_path, relative
-from modelway.proxy.relay import relay
-from modelway.proxy.responses import Send, send_error
+from modelway.proxy.attempts import attempt
+from modelway.proxy.body import ClientGone
+from modelway.proxy.dialect import Dialect, dialect_of
+from modelway.proxy.executor import ExecutorCall
+from modelway.proxy.incoming import REENTRY, parse
+from modelway.proxy.relay import CLIENT_CLOSED, relay
+from modelway.proxy.resolve import NO_HEADERS, requested_model, resolve
+from modelway.proxy.responses import send_error
+from modelway.proxy.translated import relay_translated
 from modelway.proxy.unexpected import answer_unexpected
-from modelway.runtime import ModelRoute, Runtime
+
+if TYPE_CHECKING:
+    from modelway.asgi import Receive, Scope, Send
+    from modelway.proxy.admission import Ticket
+    from modelway.proxy.incoming import Incoming
+    from modelway.proxy.settings import ProxySettings
+    from modelway.routes import ModelRoute
+    from modelway.runtime import Runtime
 
 # Without the server's disconnect extension (an executor's in-process call, or another
 # ASGI server), disconnects are noticed at once after this; earlier, within it.
 WATCH_AFTER_S = 0.02
 
-def is_anthropic_path(path: str) -> bool:
-    return path.endswith("/messages") or "/messages/" in path
 
-
-async def handle(runtime: Runtime, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    path: str = scope["path"]
-    anthropic = is_anthropic_path(path)
-    ctx: RequestContext | None = None
+async def handle(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    settings = runtime.proxy
     try:
-        forwarded = forward_path(path, scope.get("raw_path"))
-        raw_headers: dict[bytes, bytes] = dict(scope["headers"])
-        length = raw_headers.get(b"content-length")
-        body = await read_body(receive, length.decode("latin-1") if length is not None else None,
-                               runtime.max_body_bytes)
-        content_type = raw_headers.get(b"content-type")
-        check_content_type(content_type.decode("latin-1") if content_type is not None else None)
-        payload = parse_json_object(body)
-        ctx = RequestContext(
-            runtime=runtime,
-            scope=scope,
-            path=path,
-            upstream_path=relative(forwarded),
-            payload=payload,
-            raw_body=body,
-            raw_headers=raw_headers,
-            forward_headers=forwardable(scope["headers"], raw_headers),
-            anthropic=anthropic,
+        request = await parse(
+            scope, receive, max_body_bytes=runtime.max_body_bytes, client_keys=runtime.client_keys,
+            model_key=settings.model_key,
         )
-        ctx.stream = check_fields(payload, path)
-        reentry = scope.get(REENTRY)  # an executor's in-process call: its caller's key applies
-        if reentry is not None:
-            ctx.client = reentry.client
-        elif runtime.client_keys.enabled:
-            ctx.client = runtime.client_keys.identify(ctx.header(b"authorization"), ctx.header(b"x-api-key"))
-        route = await resolve_route(ctx)
     except ClientGone:
         return
     except GatewayError as exc:
-        runtime.metrics.rejected(runtime.metric_model(ctx.requested_model if ctx is not None else ""), exc.status)
-        await send_error(send, exc, anthropic, ctx.extra_response_headers if ctx is not None else ())
+        await refuse(settings, send, exc, dialect_of(scope["path"]), "", path=scope["path"])
         return
     except Exception as exc:
-        model, extra = (ctx.requested_model, ctx.extra_response_headers) if ctx is not None else ("", [])
-        await answer_unexpected(runtime, model, exc, send, anthropic, extra)
+        await answer_unexpected(settings, "", exc, send, dialect_of(scope["path"]))
+        log_refusal(settings, scope["path"], None, "", 500, "internal_error")
         return
-    work = route.run(ctx, send) if isinstance(route, ExecutorCall) else proxy(ctx, route, send)
+    model = ""
+    ticket: Ticket | None = None
+    try:
+        model = requested_model(request, runtime.mapper, runtime.table.default_model)
+        gate = runtime.gate
+        if gate is not None and REENTRY not in scope:  # an executor's call was admitted as its caller
+            request, ticket = await gate.admit(request, model)
+        routers = runtime.routers
+        app = partial(handle, runtime) if routers.routers else None  # executors' way back in
+        resolved = await resolve(request, model, runtime.table, routers, app)
+    except GatewayError as exc:
+        if ticket is not None:
+            ticket.refund()
+        await refuse(settings, send, exc, request.dialect, model, request=request)
+        return
+    except Exception as exc:
+        await answer_unexpected(settings, model, exc, send, request.dialect)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
+        return
+    target = resolved.target
+    if request.stream and not isinstance(target, ExecutorCall) and target.config.passthrough_url is not None:
+        error = BadRequest(
+            f"model {clip(resolved.model)!r} passes its answers through a service that needs the whole answer: "
+            "send this request with stream false", param="stream", code="stream_not_supported")
+        if ticket is not None:
+            ticket.refund()
+        await refuse(settings, send, error, request.dialect, resolved.model, resolved.headers, request=request)
+        return
+    if isinstance(target, ExecutorCall):
+        if settings.access is None:
+            work = target.run(request, resolved.headers, send)
+        else:
+            work = logged_executor(settings, request, resolved.model, target, resolved.headers, send)
+    else:
+        work = proxy(settings, request, resolved.model, target, resolved.headers, send, ticket)
     await run_until_disconnect(work, scope, receive)
 
 
-async def proxy(ctx: RequestContext, route: ModelRoute, send: Send) -> None:
+async def proxy(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    route: ModelRoute,
+    headers: Sequence[tuple[bytes, bytes]],
+    send: Send,
+    ticket: Ticket | None = None,
+) -> None:
     try:
-        answer: Answer = await attempt(ctx, route)
+        answer = await attempt(settings, request, model, route)
     except GatewayError as exc:
-        ctx.runtime.metrics.rejected(ctx.runtime.metric_model(ctx.requested_model), exc.status)
-        await send_error(send, exc, ctx.anthropic, ctx.extra_response_headers)
+        if ticket is not None:
+            ticket.refund()
+        await refuse(settings, send, exc, request.dialect, model, headers, request=request)
         return
     except Exception as exc:
-        await answer_unexpected(ctx.runtime, ctx.requested_model, exc, send, ctx.anthropic, ctx.extra_response_headers)
+        await answer_unexpected(settings, model, exc, send, request.dialect, headers)
+        log_refusal(settings, request.path, request, model, 500, "internal_error")
         return
-    await relay(ctx, answer, send)
-
-
-async def resolve_route(ctx: RequestContext) -> ModelRoute | ExecutorCall:
-    """Map the requested name, check the client may use it, let the routers decide, and
-    otherwise find its route: public models, then discovered ones, then default_model."""
-    runtime = ctx.runtime
-    mapper = runtime.mapper
-    default_model = runtime.config.routing.default_model
-    original = read_model(ctx.payload, mapper.key_path)
-    ctx.original_model = original
-    if original is None:
-        if default_model is None:
-            where = ".".join(mapper.key_path)
-            raise BadRequest(f"missing model: the request body has no '{where}'", param=where, code="missing_model")
-        requested = default_model
+    if answer.translation is None:
+        await relay(settings, request, model, headers, answer, send, ticket)
     else:
-        requested = mapper.map(original) if mapper.applies_to(ctx.path) else original
-    ctx.requested_model = requested
-    authorize(ctx.client, requested)
-    routed = await run_routers(ctx)
-    if routed.target is not None:
-        return routed.target
-    route = runtime.models.get(requested) or await runtime.discovered_route(requested)
-    if route is None and default_model is not None:
-        route = runtime.models[default_model]
-    routed.note_resolution(ctx, route)
-    if route is None:
-        raise NotFound(f"model {clip(requested)!r} does not exist", param="model")
-    return route
+        await relay_translated(settings, request, model, headers, answer, send, ticket)
+
+
+async def refuse(
+    settings: ProxySettings,
+    send: Send,
+    error: GatewayError,
+    dialect: Dialect,
+    model: str,
+    headers: Sequence[tuple[bytes, bytes]] = NO_HEADERS,
+    *,
+    request: Incoming | None = None,
+    path: str = "",
+) -> None:
+    """An answer modelway gives itself: counted, logged, then sent in the client's dialect."""
+    settings.metrics.rejected(settings.metric_model(model), error.status)
+    attempts = error.headers.get("x-modelway-attempts")
+    log_refusal(settings, request.path if request is not None else path, request, model, error.status,
+                error.code or type(error).__name__, int(attempts) if attempts else 0)
+    await send_error(send, error, dialect, headers)
+
+
+async def logged_executor(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    call: ExecutorCall,
+    headers: Sequence[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    """A router plugin's own answer, in the access log too (provider "router:<id>")."""
+    started = time.monotonic()
+    status = 0
+
+    async def watched(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await call.run(request, headers, watched)
+    finally:
+        assert settings.access is not None
+        settings.access.write({
+            "method": "POST",
+            "path": request.path,
+            "status": status or CLIENT_CLOSED,
+            "client": request.client.name if request.client is not None else None,
+            "original_model": request.original_model,
+            "model": settings.metric_model(model) or None,
+            "provider": f"router:{call.entry.id}",
+            "upstream_model": None,
+            "attempts": 0,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+            "ttft_ms": None,
+            "input_tokens": None,
+            "output_tokens": None,
+            "cost_usd": None,
+            "error": None if 0 < status < 400 else ("client_closed" if not status else f"executor_{status}"),
+            "dialect": request.dialect,
+        })
+
+
+def log_refusal(
+    settings: ProxySettings,
+    path: str,
+    request: Incoming | None,
+    model: str,
+    status: int,
+    error: str,
+    attempts: int = 0,
+) -> None:
+    if settings.tracing is not None:
+        settings.tracing.refused(status, error)
+    access = settings.access
+    if access is None:
+        return
+    access.write({
+        "method": "POST",
+        "path": path,
+        "status": status,
+        "client": request.client.name if request is not None and request.client is not None else None,
+        "original_model": request.original_model if request is not None else None,
+        "model": settings.metric_model(model) or None,
+        "provider": None,
+        "upstream_model": None,
+        "attempts": attempts,
+        "duration_ms": None,
+        "ttft_ms": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cost_usd": None,
+        "error": error,
+        "dialect": request.dialect if request is not None else None,
+    })
 
 
 class DisconnectWatch:
@@ -185,7 +278,7 @@ class DisconnectSignal(Protocol):
     def cancel_on_disconnect(self) -> None: ...
 
 
-async def run_until_disconnect(work: Coroutine[Any, Any, None], scope: dict[str, Any], receive: Receive) -> None:
+async def run_until_disconnect(work: Coroutine[Any, Any, None], scope: Scope, receive: Receive) -> None:
     """Run `work` in this task, cancelling it as soon as the client disconnects: by the
     server itself where it offers the extension, else by a DisconnectWatch."""
     extensions = scope.get("extensions")

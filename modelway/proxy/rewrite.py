@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import orjson
 
+from modelway.errors import UpstreamBrokenStream
 from modelway.proxy.splice import Unspliceable, set_members
+
+MAX_LINE_BYTES = 1024 * 1024  # an SSE line still without its end beyond this breaks the stream
 
 
 def set_model(doc: bytes, payload: dict[str, object], model: str) -> bytes:
@@ -33,7 +36,8 @@ class SSEModelRewriter:
     """Rewrites `"model"` in each `data:` event of an SSE stream, line by line.
 
     A chunk may end mid-line; the tail waits for the next chunk so only whole lines are
-    rewritten. Everything complete in a chunk goes out with that chunk.
+    rewritten. Everything complete in a chunk goes out with that chunk. A tail that grows
+    past MAX_LINE_BYTES is an upstream fault: the stream ends as a broken one.
     """
 
     __slots__ = ("_model", "_pending")
@@ -46,6 +50,9 @@ class SSEModelRewriter:
         data = self._pending + chunk if self._pending else chunk
         cut = data.rfind(b"\n") + 1
         self._pending = data[cut:]
+        if len(self._pending) > MAX_LINE_BYTES:
+            self._pending = b""
+            raise UpstreamBrokenStream(f"an SSE line over {MAX_LINE_BYTES} bytes")
         if not cut:
             return b""
         return b"\n".join(self._line(line) for line in data[:cut].split(b"\n"))

@@ -8,10 +8,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from modelway.errors import InternalError
-from modelway.proxy.responses import Headers, Send, send_error
+from modelway.proxy.responses import Headers, send_error
 
 if TYPE_CHECKING:
-    from modelway.runtime import Runtime
+    from modelway.asgi import Send
+    from modelway.proxy.dialect import Dialect
+    from modelway.proxy.settings import ProxySettings
 
 log = logging.getLogger("modelway")
 
@@ -25,8 +27,8 @@ def log_unexpected(exc: BaseException) -> None:
 
 
 async def answer_unexpected(
-    runtime: Runtime, model: str, exc: Exception, send: Send, anthropic: bool, headers: Headers = ()
+    settings: ProxySettings, model: str, exc: Exception, send: Send, dialect: Dialect, headers: Headers = ()
 ) -> None:
     log_unexpected(exc)
-    runtime.metrics.rejected(runtime.metric_model(model), 500)
-    await send_error(send, internal_error(exc), anthropic, headers)
+    settings.metrics.rejected(settings.metric_model(model), 500)
+    await send_error(send, internal_error(exc), dialect, headers)

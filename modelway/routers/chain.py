@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from modelway.errors import ConfigError
 from modelway.importing import ImportFromStringError, import_from_string
 from modelway.plugins import Executor, Router
+from modelway.routers.settings import explain
 
 if TYPE_CHECKING:
     from modelway.config.schema import RouterSpec
@@ -46,8 +47,6 @@ def load_router(use: str, config: Mapping[str, Any] | None) -> Router:
     try:
         return cls(copy.deepcopy(dict(config or {})))
     except Exception as exc:
-        from modelway.routers.settings import explain  # it imports the config loader, which imports this module
-
         raise RouterLoadError("config", f"{cls.__name__} refused its config: {explain(exc)}") from None
 
 

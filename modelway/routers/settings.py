@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from modelway.config.loader import describe, yaml_path
+from modelway.config.yamlpath import describe, yaml_path
 
 M = TypeVar("M", bound=BaseModel)
 

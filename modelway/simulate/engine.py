@@ -1,42 +1,61 @@
-"""The discrete-event loop. Each strategy run gets a fresh Runtime built from a config
-of `simulated` providers, so the strategy objects and `Deployment`s are the ones the
-server builds; the loop then drives them as the request path does:
+"""The discrete-event loop. Each strategy run gets fresh Runtimes built from a config of
+`simulated` providers — one per gateway instance — so the strategy objects and
+`Deployment`s are the ones the server builds; the loop then drives them as the request
+path does:
 
-    arrival:      candidates = the highest-priority group under its max_concurrency caps
-                  deployment = strategy.choose(ctx, candidates); deployment.stats.inflight += 1
+    arrival:      the request's instance (chosen at random, as a load balancer in front would)
+                  candidates = the highest-priority group under its max_concurrency caps
+                  deployment = strategy.choose(view, candidates); deployment.stats.inflight += 1
     completion:   deployment.stats.inflight -= 1; strategy.observe(Outcome(...))
 
-`ctx` is a `SimContext`: what strategies read from a request (`load_metrics()`,
-`hash_key()`, `stream`). The load-metrics snapshot is refreshed every `refresh_s` of
-virtual time from the backends' true queue, running count and slot use, scored as the
-Prometheus source scores vLLM — so least_load sees data exactly as stale as in production.
+`view` is a `SimView` (view.py) of the virtual time, the request's session (its hash key),
+its prefix identity, the instance's load-metrics snapshot and in-flight counts. Each
+instance refreshes its snapshot every `refresh_s` of virtual time (the instances out of
+phase) from the backends' true queue, running count and slot use, scored as the
+Prometheus source scores vLLM — so strategies see data exactly as stale as in production.
+
+Gateway instances (`Gateways`): each has its own in-flight counts and strategy state. With
+`share="inflight"` every instance publishes its counts every `publish_s` and reads its own
+live counts plus the others' last published ones (the redis state backend's design); with
+`share="all"` a strategy's affinity table is shared too, each instance's records reaching
+the others at the next publish.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from modelway.config.schema import Config
-from modelway.loadmetrics.score import load_score
-from modelway.runtime import ModelRoute, Runtime
+from modelway.loadmetrics.score import load_score, provider_key
+from modelway.routes import ModelRoute
+from modelway.runtime import Runtime
 from modelway.simulate.backends import Backend, BackendSpec, Job
-from modelway.strategies.base import BaseStrategy, Outcome
-from modelway.strategies.least_load import provider_key
+from modelway.simulate.view import SimView, shared_affinity
+from modelway.strategies.base import NO_LOAD, BaseStrategy, Outcome
 
 if TYPE_CHECKING:
-    from modelway.config.schema import HashOn as HashOnT
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
     from modelway.simulate.workload import Workload
 
 ORACLE = "oracle"
 
 # Event kinds, in the order they run when they fall on the same instant.
-SPEED, REFRESH, DONE, ARRIVE = range(4)
+SPEED, PUBLISH, REFRESH, DONE, ARRIVE = range(5)
+SHARES = ("none", "inflight", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class Gateways:
+    """The gateway instances in front of the backends, and what they share."""
+
+    instances: int = 1
+    share: str = "none"  # none | inflight (counts, published every publish_s) | all (and affinity)
+    publish_s: float = 0.25  # the redis state backend publishes in-flight counts every 0.25 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +65,10 @@ class SpeedChange:
     speed: float
 
 
-@dataclass(slots=True)
-class SimContext:
-    """The part of a request's context that strategies read."""
-
-    metrics: Mapping[str, float]
-    session: str | None = None
-    stream: bool = True
-
-    def load_metrics(self) -> Mapping[str, float]:
-        return self.metrics
-
-    def hash_key(self, hash_on: HashOnT) -> str | None:
-        return self.session
-
-
 @dataclass
 class RunResult:
     strategy: str
-    jobs: list[Job]  # every completed request, in arrival order
+    jobs: list[Job]  # every request, in arrival order
     backends: list[Backend]
     rejected: int = 0  # no candidate: every deployment at its max_concurrency
     extra: dict[str, Any] = field(default_factory=dict)
@@ -109,26 +113,38 @@ def simulate(
     events: Sequence[SpeedChange] = (),
     seed: int = 1,
     refresh_s: float = 0.5,
+    gateways: Gateways | None = None,
+    block_tokens: int = 16,
 ) -> RunResult:
+    gateways = gateways or Gateways()
     models = sorted({r.model for r in workload.requests})
-    runtime = Runtime(sim_config("weighted_round_robin" if strategy == ORACLE else strategy, specs, models))
-    backends = {s.name: Backend(s) for s in specs}
-    now = 0.0
-    for i, route in enumerate(runtime.models.values()):
-        chooser = route.strategy
-        if isinstance(chooser, BaseStrategy):
-            chooser.clock = lambda: now
-            chooser.rng.seed(f"{seed}:{strategy}:{i}")
+    oracle = strategy == ORACLE
+    count = 1 if oracle else gateways.instances
+    config = sim_config("weighted_round_robin" if oracle else strategy, specs, models)
+    runtimes = [Runtime(config) for _ in range(count)]
+    backends = {s.name: Backend(s, block_tokens) for s in specs}
+    for number, runtime in enumerate(runtimes):
+        for i, route in enumerate(runtime.models.values()):
+            chooser = route.strategy
+            if isinstance(chooser, BaseStrategy):
+                chooser.rng.seed(f"{seed}:{strategy}:{i}" if number == 0 else f"{seed}:{strategy}:{i}:{number}")
+    shared = gateways.share != "none" and count > 1
+    hubs = shared_affinity(runtimes, models) if gateways.share == "all" and count > 1 else []
 
     heap: list[tuple[float, int, int, Any]] = []
     seq = itertools.count()
     for change in events:
         heapq.heappush(heap, (change.at, SPEED, next(seq), change))
+    placement = random.Random(f"{seed}:instances")
     for request in workload.requests:
-        heapq.heappush(heap, (request.arrival, ARRIVE, next(seq), request))
-    heapq.heappush(heap, (0.0, REFRESH, next(seq), None))
+        heapq.heappush(heap, (request.arrival, ARRIVE, next(seq), (request, placement.randrange(count))))
+    for number in range(count):  # instances refresh out of phase
+        heapq.heappush(heap, (refresh_s * number / count, REFRESH, next(seq), number))
+    if shared:
+        heapq.heappush(heap, (0.0, PUBLISH, next(seq), None))
 
-    ctx = SimContext({})
+    loads: list[Mapping[str, float]] = [NO_LOAD] * count
+    others: list[dict[int, int]] = [{} for _ in range(count)]  # what the other instances published
     pending = len(workload.requests)
     jobs: list[Job] = []
     rejected = 0
@@ -139,30 +155,33 @@ def simulate(
     while heap and pending:
         now, kind, _, item = heapq.heappop(heap)
         if kind == ARRIVE:
-            route = runtime.models[item.model]
+            request, number = item
+            route = runtimes[number].models[request.model]
             candidates = candidates_of(route)
             if not candidates:
                 rejected += 1
                 pending -= 1
                 continue
-            if strategy == ORACLE:
-                deployment = min(candidates, key=lambda d: backends[d.provider.name].expected_ttft(item, now))
+            if oracle:
+                deployment = min(
+                    candidates, key=lambda d: backends[d.provider.name].expected_ttft(request, now)
+                )
             else:
-                ctx.session = item.session
-                deployment = route.strategy.choose(cast("RequestContext", ctx), candidates)
+                view = SimView(now, loads[number], request, others[number] if shared else None)
+                deployment = route.strategy.choose(view, candidates)
             deployment.stats.inflight += 1
             backend = backends[deployment.provider.name]
-            job = Job(item, backend, deployment, route, now)
+            job = Job(request, backend, deployment, route, now, number)
             jobs.append(job)
             if backend.admit(job, now):
                 finish_at(job)
         elif kind == DONE:
             job = item
             pending -= 1
-            deployment = cast("Deployment", job.deployment)
+            deployment = job.deployment
             deployment.stats.inflight -= 1
-            if strategy != ORACLE:
-                cast(ModelRoute, job.route).strategy.observe(
+            if not oracle:
+                job.route.strategy.observe(
                     Outcome(
                         deployment,
                         True,
@@ -171,17 +190,33 @@ def simulate(
                         job.done - job.arrival,
                         job.first_token - job.arrival,
                         True,
+                        now,
                     )
                 )
             started = job.backend.finish(job, now)
             if started is not None:
                 finish_at(started)
         elif kind == REFRESH:
-            ctx.metrics = {
+            loads[item] = {
                 provider_key(b.name): load_score(len(b.queue), b.busy, b.busy / b.spec.slots)
                 for b in backends.values()
             }
-            heapq.heappush(heap, (now + refresh_s, REFRESH, next(seq), None))
+            heapq.heappush(heap, (now + refresh_s, REFRESH, next(seq), item))
+        elif kind == PUBLISH:
+            published = [inflight_counts(r) for r in runtimes]
+            total: dict[int, int] = {}
+            for counts in published:
+                for index, n in counts.items():
+                    total[index] = total.get(index, 0) + n
+            for number, counts in enumerate(published):
+                others[number] = {index: n - counts.get(index, 0) for index, n in total.items()}
+            for hub in hubs:
+                hub.publish()
+            heapq.heappush(heap, (now + gateways.publish_s, PUBLISH, next(seq), None))
         else:
             backends[item.backend].speed = item.speed
     return RunResult(strategy, jobs, list(backends.values()), rejected)
+
+
+def inflight_counts(runtime: Runtime) -> dict[int, int]:
+    return {d.index: d.stats.inflight for route in runtime.models.values() for d in route.deployments}

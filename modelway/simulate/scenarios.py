@@ -1,9 +1,12 @@
 """The named scenarios: a fleet (backends and the weights their deployments carry) and
 the events that change it during the run.
 
-`hetero`: three backends with capacities 4:2:1 — `large` (16 slots), `medium` (8 slots)
-and `small` (8 slots on an older GPU at half the speed). Weights are 4:2:1, as an
-operator would set them for weighted round robin.
+`hetero`: three backends with capacities 4:2:1 — `large` (16 slots, twice `medium`'s
+GPUs), `medium` (8 slots) and `small` (8 slots on an older GPU at half the speed).
+Prefill throughput (the engine's, shared by its requests) 16,000, 8,000 and 4,000
+tokens/s; decode 40, 40 and 20 tokens/s per request. Weights are 4:2:1, as an operator
+would set them for weighted round robin. Prefix caches (KV memory kept for prompts) of
+512k, 256k and 128k tokens.
 `degrade`: the same fleet; `medium` drops to a third of its speed for the middle third
 of the run, then recovers.
 """
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from modelway.simulate.backends import BackendSpec
 from modelway.simulate.engine import SpeedChange
 
-PREFILL_TPS = 10_000.0  # prompt tokens per second per request
+PREFILL_TPS = 8_000.0  # prompt tokens per second, the engine's (medium's; large has twice its GPUs)
 DECODE_TPS = 40.0  # output tokens per second per request
 
 
@@ -25,11 +28,12 @@ def hetero_fleet() -> list[BackendSpec]:
         BackendSpec(
             "large",
             slots=16,
-            prefill_tps=PREFILL_TPS,
+            prefill_tps=PREFILL_TPS * 2,
             decode_tps=DECODE_TPS,
             weight=4,
             input_cost_per_mtok=0.50,
             output_cost_per_mtok=1.50,
+            cache_tokens=512_000,
         ),
         BackendSpec(
             "medium",
@@ -39,6 +43,7 @@ def hetero_fleet() -> list[BackendSpec]:
             weight=2,
             input_cost_per_mtok=0.60,
             output_cost_per_mtok=1.80,
+            cache_tokens=256_000,
         ),
         BackendSpec(
             "small",
@@ -48,6 +53,7 @@ def hetero_fleet() -> list[BackendSpec]:
             weight=1,
             input_cost_per_mtok=0.30,
             output_cost_per_mtok=0.90,
+            cache_tokens=128_000,
         ),
     ]
 
@@ -71,7 +77,8 @@ def medium_degrades(span_s: float) -> list[SpeedChange]:
 SCENARIOS: dict[str, Scenario] = {
     "hetero": Scenario(
         "hetero",
-        "capacities 4:2:1 (large 16 slots, medium 8, small 8 at half speed), weights 4:2:1",
+        "capacities 4:2:1 (large 16 slots, medium 8, small 8 at half speed), weights 4:2:1, "
+        "prefill 16k:8k:4k tok/s, prefix caches 512k:256k:128k tokens",
         hetero_fleet,
         no_events,
     ),

@@ -10,4 +10,5 @@ STRATEGIES: dict[str, str] = {
     "least_load": "modelway.strategies.least_load:LeastLoad",
     "cost": "modelway.strategies.cost:Cheapest",
     "expected_delay": "modelway.strategies.expected_delay:ExpectedDelay",
+    "prefix_affinity": "modelway.strategies.prefix_affinity:PrefixAffinity",
 }

@@ -19,7 +19,7 @@ from modelway.strategies.weighted_round_robin import SmoothWeighted
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 VIRTUAL_NODES_PER_WEIGHT = 160
 
@@ -45,10 +45,10 @@ class ConsistentHash(BaseStrategy):
         self._hashes = [h for h, _ in points]
         self._owners = [i for _, i in points]
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
-        key = ctx.hash_key(self.model.hash_on) if self.model.hash_on else None
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        key = view.hash_key(self.model.hash_on) if self.model.hash_on else None
         if key is None or len(candidates) == 1:
-            return self._wrr.pick(candidates)
+            return self._wrr.pick(candidates, view.now)
         by_index = {d.index: d for d in candidates}
         start = bisect.bisect(self._hashes, ring_hash(key))
         owners = self._owners
@@ -56,4 +56,4 @@ class ConsistentHash(BaseStrategy):
             found = by_index.get(owners[(start + step) % len(owners)])
             if found is not None:
                 return found
-        return self._wrr.pick(candidates)
+        return self._wrr.pick(candidates, view.now)

@@ -11,7 +11,7 @@ from modelway.strategies.weighted_round_robin import SmoothWeighted
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 
 def price(deployment: Deployment) -> float:
@@ -23,6 +23,6 @@ class Cheapest(BaseStrategy):
         super().__init__(model, deployments)
         self._wrr = SmoothWeighted()
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         cheapest = min(price(d) for d in candidates)
-        return self._wrr.pick([d for d in candidates if price(d) == cheapest])
+        return self._wrr.pick([d for d in candidates if price(d) == cheapest], view.now)

@@ -1,7 +1,8 @@
 """Join the shortest expected delay: the deployment where a new request is expected to
 see its first token soonest, counting the queue it would join.
 
-For each candidate d, with n = d.stats.inflight (this instance's requests at d):
+For each candidate d, with n its requests in flight (below; every instance's with the
+redis state backend):
 
     expected_d = prefill_d + max(0, n + 1 - slots_d) * service_d / slots_d
 
@@ -18,6 +19,14 @@ and shows its slots — no Prometheus metrics, or warming up — it picks by
 (n + 1) / weight, shortest expected delay with weights as capacities, ties by the
 higher weight. A deployment not measured for STALE_AFTER_S gets one probe request
 when it is idle, so one that was slow and recovered is seen again.
+
+n is the fleet's count as far as this instance can tell: `view.inflight(d)` (this
+instance's requests, or every instance's where the state backend shares them) plus the
+requests the engine's own gauges show beyond it — running + waiting at each metrics
+refresh, less view.inflight when that refresh is first seen, averaged over refreshes
+(OTHERS_ALPHA: a refresh is read a moment after it was taken, so one difference is
+noisy). With several gateway instances and nothing shared, that is what shows the
+others' requests; with one, or with shared counts, it stays near zero.
 """
 
 from __future__ import annotations
@@ -25,19 +34,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from modelway.loadmetrics.score import unpack_score
+from modelway.loadmetrics.score import provider_key, unpack_score
 from modelway.strategies.base import BaseStrategy, Outcome
-from modelway.strategies.least_load import provider_key
 
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 PREFILL_ALPHA = 0.05
 SERVICE_ALPHA = 0.01  # request durations are heavy-tailed: average over ~100 of them
 OUTLIER_CAP = 4.0
 STALE_AFTER_S = 30.0
+OTHERS_ALPHA = 0.5
+OTHERS_NOISE = 1.0  # requests that ended between a refresh and its first reading look like others'
 
 
 class ExpectedDelay(BaseStrategy):
@@ -47,25 +57,60 @@ class ExpectedDelay(BaseStrategy):
         self.service: dict[int, float] = {}
         self.slots: dict[int, int] = {}
         self.seen_at: dict[int, float] = {}
+        self._snapshot: Mapping[str, float] | None = None  # the metrics snapshot last seen
+        self.others: dict[int, float] = {}  # requests the engine's gauges show beyond view.inflight
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
-        self._learn_slots(ctx.load_metrics(), candidates)
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        self._learn_slots(view.load, candidates)
         if len(candidates) == 1:
             return candidates[0]
-        now = self.clock()
+        probe = self.probe(view, candidates)
+        if probe is not None:
+            return probe
+        counts = self.inflight(view, candidates)
+        if self.measured(candidates):
+            return min(candidates, key=lambda d: self.expected_delay(d, counts[d.index]))
+        return min(candidates, key=lambda d: ((counts[d.index] + 1) / d.weight, -d.weight))
+
+    def probe(self, view: View, candidates: Sequence[Deployment]) -> Deployment | None:
+        """An idle candidate not measured for STALE_AFTER_S, once per STALE_AFTER_S."""
+        now = view.now
         for deployment in candidates:
             seen = self.seen_at.get(deployment.index)
-            if seen is not None and now - seen > STALE_AFTER_S and deployment.stats.inflight == 0:
-                self.seen_at[deployment.index] = now  # one probe per STALE_AFTER_S
+            if seen is not None and now - seen > STALE_AFTER_S and view.inflight(deployment) == 0:
+                self.seen_at[deployment.index] = now
                 return deployment
-        if all(d.index in self.service and d.index in self.slots for d in candidates):
-            return min(candidates, key=self.expected_delay)
-        return min(candidates, key=lambda d: ((d.stats.inflight + 1) / d.weight, -d.weight))
+        return None
 
-    def expected_delay(self, deployment: Deployment) -> tuple[float, float]:
+    def measured(self, candidates: Sequence[Deployment]) -> bool:
+        return all(d.index in self.service and d.index in self.slots for d in candidates)
+
+    def inflight(self, view: View, candidates: Sequence[Deployment]) -> dict[int, float]:
+        """Requests in flight at each candidate's engine, by deployment index, as far as this
+        instance can tell: view.inflight plus what the engine's gauges show beyond it."""
+        metrics = view.load
+        fresh = bool(metrics) and metrics is not self._snapshot
+        if fresh:
+            self._snapshot = metrics
+        others = self.others
+        counts: dict[int, float] = {}
+        for deployment in candidates:
+            i = deployment.index
+            mine = view.inflight(deployment)
+            if fresh:
+                score = metrics.get(provider_key(deployment.provider.name))
+                if score is not None:
+                    engine = unpack_score(score)
+                    beyond = engine.running + engine.waiting - mine
+                    previous = others.get(i)
+                    others[i] = beyond if previous is None else previous + OTHERS_ALPHA * (beyond - previous)
+            counts[i] = mine + max(others.get(i, 0.0) - OTHERS_NOISE, 0.0)
+        return counts
+
+    def expected_delay(self, deployment: Deployment, inflight: float) -> tuple[float, float]:
         i = deployment.index
         slots = self.slots[i]
-        after = deployment.stats.inflight + 1
+        after = inflight + 1
         queued = max(0, after - slots)
         return self.prefill[i] + queued * self.service[i] / slots, after / slots
 
@@ -93,4 +138,4 @@ class ExpectedDelay(BaseStrategy):
         held = outcome.duration_s - first + prefill
         service = self.service.get(i)
         self.service[i] = held if service is None else service + SERVICE_ALPHA * (held - service)
-        self.seen_at[i] = self.clock()
+        self.seen_at[i] = outcome.at

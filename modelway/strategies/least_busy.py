@@ -1,4 +1,4 @@
-"""Fewest in-flight requests relative to weight (this instance's counts); ties by smooth WRR."""
+"""Fewest in-flight requests relative to weight (every instance's, with the redis state backend); ties by smooth WRR."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from modelway.strategies.weighted_round_robin import SmoothWeighted
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 
-def busyness(deployment: Deployment) -> float:
-    return deployment.stats.inflight / deployment.weight
 
 
 class LeastBusy(BaseStrategy):
@@ -23,6 +21,7 @@ class LeastBusy(BaseStrategy):
         super().__init__(model, deployments)
         self._wrr = SmoothWeighted()
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
-        least = min(busyness(d) for d in candidates)
-        return self._wrr.pick([d for d in candidates if busyness(d) == least])
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        busyness = [view.inflight(d) / d.weight for d in candidates]
+        least = min(busyness)
+        return self._wrr.pick([d for d, busy in zip(candidates, busyness, strict=True) if busy == least], view.now)

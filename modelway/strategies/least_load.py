@@ -1,6 +1,6 @@
 """Lowest external load metric (Higress ai-load-balancer style).
 
-The metric values arrive as a snapshot on the request context (refreshed in the
+The metric values arrive as a snapshot in the view (`View.load`, refreshed in the
 background by a metrics source, `modelway.loadmetrics`, never fetched here). A
 deployment's value is the snapshot's entry for its `metric_key` (source redis), else
 for `provider:<provider name>` (source prometheus, scraped from the provider's
@@ -13,21 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from modelway.loadmetrics.score import PROVIDER_KEY_PREFIX
 from modelway.strategies.base import BaseStrategy
 from modelway.strategies.weighted_round_robin import SmoothWeighted
 
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
-
-PROVIDER_KEY_PREFIX = "provider:"
-
-
-def provider_key(provider_name: str) -> str:
-    """The snapshot key under which a provider-wide metric (Prometheus scrape) is published."""
-    return PROVIDER_KEY_PREFIX + provider_name
-
+    from modelway.strategies.base import View
 
 def load_of(metrics: Mapping[str, float], deployment: Deployment) -> float | None:
     if deployment.metric_key is not None:
@@ -42,10 +35,10 @@ class LeastLoad(BaseStrategy):
         super().__init__(model, deployments)
         self._wrr = SmoothWeighted()
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
-        metrics = ctx.load_metrics()
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        metrics = view.load
         if not metrics:
-            return self._wrr.pick(candidates)
+            return self._wrr.pick(candidates, view.now)
         lowest: float | None = None
         best: list[Deployment] = []
         for deployment in candidates:
@@ -56,4 +49,4 @@ class LeastLoad(BaseStrategy):
                 lowest, best = value, [deployment]
             elif value == lowest:
                 best.append(deployment)
-        return self._wrr.pick(best or candidates)
+        return self._wrr.pick(best or candidates, view.now)

@@ -9,12 +9,12 @@ from modelway.strategies.base import BaseStrategy
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 
 class WeightedRandom(BaseStrategy):
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         if len(candidates) == 1:
             return candidates[0]
-        now = self.clock()
+        now = view.now
         return self.rng.choices(candidates, weights=[d.effective_weight(now) for d in candidates])[0]

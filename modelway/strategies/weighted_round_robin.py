@@ -9,7 +9,6 @@ cooldown ramps up (slow start).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from modelway.strategies.base import BaseStrategy
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
     from modelway.deployment import Deployment
-    from modelway.proxy.context import RequestContext
+    from modelway.strategies.base import View
 
 
 class SmoothWeighted:
@@ -29,10 +28,10 @@ class SmoothWeighted:
     def __init__(self) -> None:
         self.current: dict[int, float] = {}
 
-    def pick(self, candidates: Sequence[Deployment]) -> Deployment:
+    def pick(self, candidates: Sequence[Deployment], now: float) -> Deployment:
+        """The next of `candidates`, weighted by their effective weights at `now`."""
         if len(candidates) == 1:
             return candidates[0]
-        now = time.monotonic()
         current = self.current
         total = 0.0
         best: Deployment | None = None
@@ -54,5 +53,5 @@ class WeightedRoundRobin(BaseStrategy):
         super().__init__(model, deployments)
         self._wrr = SmoothWeighted()
 
-    def choose(self, ctx: RequestContext, candidates: Sequence[Deployment]) -> Deployment:
-        return self._wrr.pick(candidates)
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        return self._wrr.pick(candidates, view.now)

@@ -105,17 +105,18 @@ def test_the_shipped_example_config_is_valid() -> None:
     assert "10 models" in result.stdout
 
 
-def test_check_warns_about_accepted_but_not_yet_enforced_settings(tmp_path: Path) -> None:
+def test_check_no_longer_warns_about_settings_now_enforced(tmp_path: Path) -> None:
     path = tmp_path / "pending.yaml"
     path.write_text(
         "auth:\n  keys: [{name: a, key: k, rpm: 10}]\n  forward_auth: {url: 'http://127.0.0.1:9/check'}\n"
+        "state: {backend: redis}\n"
         "providers: [{name: p, kind: vllm, base_url: 'http://127.0.0.1:9/v1'}]\n"
-        "models: [{name: m, deployments: [{provider: p}]}]\n"
+        "models: [{name: m, passthrough_url: 'http://127.0.0.1:9/pass', deployments: [{provider: p}]}]\n"
     )
     result = modelway("check", "--config", str(path))
-    assert result.returncode == 0  # valid: these keys parse, they just do nothing yet
-    assert "warning: auth.forward_auth" in result.stderr
-    assert "warning: auth.keys[0]: rpm/tpm limits are not enforced yet" in result.stderr
+    assert result.returncode == 0
+    # Enforced now: rate limits, forward auth, the redis state backend, passthrough_url.
+    assert "warning" not in result.stderr
 
 
 def test_serve_with_two_workers_and_each_http_protocol(upstream_a: Upstream) -> None:

@@ -192,3 +192,89 @@ def test_dot_segments_never_leave_the_base_url(gateway: Gateway, upstream_a: Ups
         assert reply.status == 400, path
         assert "segment" in reply.json()["error"]["message"]
     assert upstream_a.received == []
+
+
+class ClosesIdleConnections:
+    """An upstream that answers the first request on each connection (keep-alive) and
+    closes the connection on the next one without answering it: what an upstream does when
+    its idle timeout fires just as the gateway reuses the connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0  # requests received, answered or not
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _read_request(self, conn: socket.socket, data: bytes) -> bytes | None:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.requests += 1
+        return body[length:]
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            rest = self._read_request(conn, b"")
+            if rest is None:
+                return
+            answer = b'{"answer": "fresh"}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(answer), answer))
+            self._read_request(conn, rest)  # the second request on this connection: no answer, just the close
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def closes_idle() -> Iterator[ClosesIdleConnections]:
+    server = ClosesIdleConnections()
+    yield server
+    server.close()
+
+
+def stale_gateway(upstream: ClosesIdleConnections) -> Gateway:
+    return Gateway({
+        "providers": [{"name": "stale", "kind": "openai-compatible", "base_url": f"http://127.0.0.1:{upstream.port}/v1"}],
+        "models": [{"name": "m", "deployments": [{"provider": "stale"}]}],
+        "routing": {"retries": 2},
+    })
+
+
+def test_a_request_resent_after_a_stale_keep_alive_connection_counts_as_an_attempt(
+    closes_idle: ClosesIdleConnections,
+) -> None:
+    with stale_gateway(closes_idle) as gateway:
+        first = post_json(gateway.url, "/v1/chat/completions", {"model": "m", **CHAT})
+        assert first.status == 200 and first.headers["x-modelway-attempts"] == "1"
+        second = post_json(gateway.url, "/v1/chat/completions", {"model": "m", **CHAT})  # reuses the idle connection
+        assert second.status == 200
+        assert second.json() == {"answer": "fresh"}
+        assert second.headers["x-modelway-attempts"] == "2"  # the try on the stale connection, then the resend
+        assert closes_idle.requests == 3
+
+
+def test_resends_after_stale_connections_spend_the_retry_budget(closes_idle: ClosesIdleConnections) -> None:
+    # Every request after the first meets a stale connection. The budget allows 3 retries in
+    # 10 s to a model with this little traffic (docs/failover.md): the 4th resend is refused,
+    # and that request fails on its one attempt.
+    with stale_gateway(closes_idle) as gateway:
+        replies = [post_json(gateway.url, "/v1/chat/completions", {"model": "m", **CHAT}) for _ in range(5)]
+    assert [r.status for r in replies] == [200, 200, 200, 200, 502]
+    assert [r.headers["x-modelway-attempts"] for r in replies] == ["1", "2", "2", "2", "1"]
+    assert "connect_error" in replies[-1].json()["error"]["message"]

@@ -36,6 +36,8 @@ def gateway(upstream_a: Upstream) -> Iterator[Gateway]:
             {"name": "gpt-4o", "deployments": [{"provider": "vllm-a", "model": "Qwen2.5-72B"}]},
             {"name": "fallback", "deployments": [{"provider": "vllm-a", "model": "small"}]},
             {"name": "other", "deployments": [{"provider": "vllm-a", "model": "other"}]},
+            {"name": "gpt-4-capped", "deployments": [{"provider": "vllm-a", "model": "capped",
+                                                      "max_output_tokens": 100}]},
         ],
         "routing": {"default_model": "fallback", "selected_provider_header": "x-selected-provider"},
     }
@@ -82,7 +84,7 @@ def test_model_allowlist_is_403(gateway: Gateway, upstream_a: Upstream) -> None:
     assert "'other'" in reply.error_message and "sk-team-a" not in reply.error_message
     assert upstream_a.received == []
     listed = request(gateway.url, "GET", "/v1/models", headers=headers).json()
-    assert [m["id"] for m in listed["data"]] == ["gpt-4o", "fallback"]
+    assert [m["id"] for m in listed["data"]] == ["gpt-4o", "fallback", "gpt-4-capped"]
 
 
 def test_default_model_for_missing_or_unknown_model(gateway: Gateway, upstream_a: Upstream) -> None:
@@ -99,3 +101,27 @@ def test_default_model_for_missing_or_unknown_model(gateway: Gateway, upstream_a
 def test_selected_provider_header_is_sent_upstream(gateway: Gateway, upstream_a: Upstream) -> None:
     post_json(gateway.url, "/v1/chat/completions", {"model": "other", **CHAT}, {"x-api-key": "test"})
     assert upstream_a.received[-1].headers["x-selected-provider"] == "vllm-a"
+
+
+def test_max_output_tokens_clamps_the_client_on_a_native_path(gateway: Gateway, upstream_a: Upstream) -> None:
+    body = (b'{"model": "gpt-4-capped", "max_tokens": 5000, "max_completion_tokens": 50,'
+            b' "seed": 123456789012345678901234567890, "messages": [{"role": "user", "content": "hi"}]}')
+    reply = request(gateway.url, "POST", "/v1/chat/completions", body,
+                    {"Content-Type": "application/json", "Authorization": "Bearer sk-team-a"})
+    assert reply.status == 200
+    sent = upstream_a.received[-1]
+    assert sent.body["max_tokens"] == 100 and sent.body["max_completion_tokens"] == 50  # lowered / kept
+    assert b'"seed": 123456789012345678901234567890' in sent.raw_body  # the rest as the client wrote it
+    upstream_a.reset()
+    reply = post_json(gateway.url, "/v1/chat/completions", {"model": "gpt-4-capped", **CHAT},
+                      headers={"Authorization": "Bearer sk-team-a"})
+    assert reply.status == 200 and "max_tokens" not in upstream_a.received[-1].body  # none asked: none sent
+
+
+def test_response_model_requested_on_a_translated_path(gateway: Gateway, upstream_a: Upstream) -> None:
+    body = {"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    reply = post_json(gateway.url, "/v1/messages", body, headers={"x-api-key": "sk-team-a"})
+    assert reply.status == 200 and reply.json()["model"] == "gpt-4o"
+    assert upstream_a.received[-1].body["model"] == "Qwen2.5-72B"
+    reply = post_json(gateway.url, "/v1/messages", {**body, "stream": True}, headers={"x-api-key": "sk-team-a"})
+    assert b'"model":"gpt-4o"' in reply.body and b"Qwen2.5-72B" not in reply.body

@@ -74,7 +74,7 @@ ROUTED = [
 GETS = ["/health", "/ready", "/metrics", "/v1/models", "/models"]
 CHAT = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
 CREDENTIALS = {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
-LOG_LINE = re.compile(r"(?:[A-Z]+:  |\d{4}-\d\d-\d\d )")
+LOG_LINE = re.compile(r"(?:[A-Z]+:  |\d{4}-\d\d-\d\d |\{)")  # uvicorn's, modelway's, a JSON line (the access log)
 UNHANDLED = ("Traceback", "exception in the ASGI application", "unexpected error", "without completing its answer")
 
 
@@ -113,7 +113,8 @@ def _no_unhandled_errors(gateway: Gateway) -> Iterator[None]:
 
 def log_records(logs: str) -> list[str]:
     """The log split into records: a line that does not start as a log line does (uvicorn's
-    "LEVEL:" or modelway's timestamp), a traceback's, belongs to the record before it."""
+    "LEVEL:", modelway's timestamp, a JSON object), a traceback's, belongs to the record
+    before it."""
     records: list[str] = []
     for line in logs.splitlines():
         if records and LOG_LINE.match(line) is None:

@@ -209,10 +209,16 @@ def test_mapping_applies_only_on_configured_paths(gateway: Gateway, upstream_b: 
 def test_paths_without_v1_and_other_endpoints(gateway: Gateway, upstream_a: Upstream) -> None:
     assert post_json(gateway.url, "/chat/completions", {"model": "chat-a", **CHAT}).status == 200
     assert upstream_a.received[-1].path == "/v1/chat/completions"
-    for path in ("/v1/completions", "/v1/rerank", "/v1/responses", "/v1/some/new/api"):
+    for path in ("/v1/completions", "/v1/rerank", "/v1/some/new/api"):
         reply = post_json(gateway.url, path, {"model": "chat-a", "input": "x"})
         assert reply.status == 200, (path, reply.body)
         assert upstream_a.received[-1].path == "/v1" + path.removeprefix("/v1")
+    # A kind vllm provider takes /v1/responses as chat/completions (responses_api: translate by default).
+    for path in ("/v1/responses", "/responses"):
+        reply = post_json(gateway.url, path, {"model": "chat-a", "input": "x"})
+        assert reply.status == 200, (path, reply.body)
+        assert reply.json()["object"] == "response"
+        assert upstream_a.received[-1].path == "/v1/chat/completions"
 
 
 def test_auth_query_and_endpoint_override(gateway: Gateway, upstream_a: Upstream, upstream_b: Upstream) -> None:

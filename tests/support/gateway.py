@@ -36,6 +36,11 @@ class Gateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def config_path(self) -> Path:
+        """The config file it was started with (rewrite it, then reload)."""
+        return Path(self._dir.name) / "config.yaml"
+
     def start(self) -> Gateway:
         cmd = [sys.executable, "-m", "modelway", "serve", "--port", str(self.port)]
         if self.workers != 1:

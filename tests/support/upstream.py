@@ -31,6 +31,7 @@ class Received:
 @dataclass
 class Behaviour:
     status: int = 200
+    failures: int | None = None  # answer `status` to this many requests only, then 200
     delay_before_headers_s: float = 0.0
     drop: bool = False  # close the connection without answering
     chunks: int = 5  # stream chunks before finish
@@ -42,6 +43,9 @@ class Behaviour:
     token_status: dict[str, int] = field(default_factory=dict)  # Authorization value → status
     header_status: dict[str, int] = field(default_factory=dict)  # header name present → status
     answer_fields: dict[str, Any] = field(default_factory=dict)  # added to a chat completion
+    body_bytes: int = 0  # non-stream: a JSON answer of this many bytes, sent a MiB at a time
+    line_bytes: int = 0  # stream: after the first chunk, a `data:` line this long that never ends
+    raw_stream: list[bytes] | None = None  # stream: these bytes as they are, one write each, then the end
 
 
 class Upstream:
@@ -60,6 +64,8 @@ class Upstream:
         self.received: list[Received] = []
         self.cancelled = 0  # requests whose client went away before the answer ended
         self.metrics_text: str | None = None  # served at GET /metrics when set (Prometheus text)
+        self.open_now = 0  # connections open at this moment
+        self.peak_connections = 0  # the most ever open at once (since the last reset)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -89,6 +95,7 @@ class Upstream:
         self.behaviour = behaviour or Behaviour()
         self.received.clear()
         self.cancelled = 0
+        self.peak_connections = self.open_now
 
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -98,9 +105,26 @@ class Upstream:
             app, access_log=None, handler_cancellation=True, keepalive_timeout=self.keepalive_s
         )
         await self._runner.setup()
+        self._count_connections(self._runner.server)
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def _count_connections(self, server: Any) -> None:
+        """Count connections as they open and close (aiohttp's own list drops a closed one
+        only once its handler task ends)."""
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: Any) -> None:
+            self.open_now += 1
+            self.peak_connections = max(self.peak_connections, self.open_now)
+            made(handler, transport)
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            self.open_now -= 1
+            lost(handler, exc)
+
+        server.connection_made, server.connection_lost = connection_made, connection_lost
 
     def _record(self, request: web.Request, body: Any, raw: bytes = b"") -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -140,52 +164,83 @@ class Upstream:
             for name, code in behaviour.header_status.items():
                 if name in request.headers:
                     status = code
+            if behaviour.failures is not None:
+                status = status if len(self.received) <= behaviour.failures else 200
             if status != 200:
                 headers = dict(behaviour.extra_headers)
                 if behaviour.retry_after:
                     headers["Retry-After"] = behaviour.retry_after
-                error = behaviour.error_body or {
-                    "error": {"message": f"{self.name} says {status}", "type": "upstream", "code": None}
-                }
+                error = behaviour.error_body or self._error_payload(status)
                 return web.json_response(error, status=status, headers=headers)
-            model = body.get("model") if isinstance(body, dict) else None
-            if request.path.endswith("/embeddings"):
-                return web.json_response(
-                    {
-                        "object": "list",
-                        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
-                        "model": model,
-                        "usage": {"prompt_tokens": 2, "total_tokens": 2},
-                    },
-                    headers=behaviour.extra_headers,
-                )
-            if isinstance(body, dict) and body.get("stream") is True:
-                return await self._stream(request, model, behaviour)
-            return web.json_response(
-                {
-                    "id": "chatcmpl-test",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": f"hello from {self.name}"},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-                    **behaviour.answer_fields,
-                },
-                headers={"x-upstream": self.name, **behaviour.extra_headers},
-            )
+            return await self._answer(request, body, behaviour)
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled += 1
             raise
 
-    async def _stream(self, request: web.Request, model: Any, behaviour: Behaviour) -> web.StreamResponse:
+    def _error_payload(self, status: int) -> dict[str, Any]:
+        return {"error": {"message": f"{self.name} says {status}", "type": "upstream", "code": None}}
+
+    async def _answer(self, request: web.Request, body: Any, behaviour: Behaviour) -> web.StreamResponse:
+        """A successful answer (subclasses speak other formats: tests/support/llm_upstream.py)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        if request.path.endswith("/embeddings"):
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                    "model": model,
+                    "usage": {"prompt_tokens": 2, "total_tokens": 2},
+                },
+                headers=behaviour.extra_headers,
+            )
+        if isinstance(body, dict) and body.get("stream") is True:
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await self._stream(request, model, behaviour, usage)
+        if behaviour.body_bytes:
+            return await self._big(request, behaviour.body_bytes)
+        return web.json_response(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"hello from {self.name}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                **behaviour.answer_fields,
+            },
+            headers={"x-upstream": self.name, **behaviour.extra_headers},
+        )
+
+    async def _big(self, request: web.Request, size: int) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = size
+        await response.prepare(request)
+        mib = b"a" * (1024 * 1024)
+        sent = 0
+        while sent < size:
+            piece = mib[: size - sent]
+            await response.write(piece)
+            sent += len(piece)
+        await response.write_eof()
+        return response
+
+    async def _stream(
+        self, request: web.Request, model: Any, behaviour: Behaviour, usage: bool = False
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-upstream": self.name})
         await response.prepare(request)
+        if behaviour.raw_stream is not None:
+            for piece in behaviour.raw_stream:
+                await response.write(piece)
+            await response.write_eof()
+            return response
         for i in range(behaviour.chunks):
             if behaviour.break_after is not None and i == behaviour.break_after:
                 assert request.transport is not None
@@ -201,6 +256,12 @@ class Upstream:
                 "choices": [{"index": 0, "delta": {"content": f"c{i} "}, "finish_reason": None}],
             }
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            if behaviour.line_bytes and i == 0:
+                await response.write(b'data: {"choices": [{"delta": {"content": "')
+                piece = b"a" * 65536
+                for _ in range(0, behaviour.line_bytes, len(piece)):
+                    await response.write(piece)
+                await asyncio.sleep(3600)  # the line never ends
         done = {
             "id": "chatcmpl-test",
             "object": "chat.completion.chunk",
@@ -209,6 +270,11 @@ class Upstream:
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
         }
         await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+        if usage:  # as OpenAI does with stream_options.include_usage: a last chunk with no choices
+            tokens = {"prompt_tokens": 7, "completion_tokens": behaviour.chunks, "total_tokens": 7 + behaviour.chunks}
+            final = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1, "model": model,
+                     "choices": [], "usage": tokens}
+            await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

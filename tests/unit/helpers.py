@@ -1,16 +1,16 @@
-"""Deployments and a request context for candidates-in, candidate-out strategy tests."""
+"""Deployments, strategies and views for candidates-in, candidate-out strategy tests."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from modelway.config.schema import ModelConfig, ProviderConfig
 from modelway.deployment import Deployment
 from modelway.importing import resolve
 from modelway.providers.simulated import SimulatedProvider
-from modelway.simulate.engine import SimContext
 from modelway.strategies import STRATEGIES
+from modelway.strategies.base import FixedView
 
 
 def deployment(
@@ -28,16 +28,14 @@ def deployment(
     return d
 
 
-def strategy(name: str, deployments: Sequence[Deployment], clock: list[float] | None = None) -> Any:
+def strategy(name: str, deployments: Sequence[Deployment]) -> Any:
     model = ModelConfig.model_validate(
         {"name": "m", "strategy": name, "deployments": [{"provider": d.provider.name} for d in deployments]}
     )
     built = resolve(STRATEGIES, name, "strategy")(model, deployments)
     built.rng.seed(7)
-    if clock is not None:
-        built.clock = lambda: clock[0]
     return built
 
 
-def ctx(metrics: Mapping[str, float] | None = None, stream: bool = True) -> Any:
-    return cast(Any, SimContext(dict(metrics or {}), stream=stream))
+def view(metrics: Mapping[str, float] | None = None, stream: bool = True, now: float = 0.0) -> FixedView:
+    return FixedView(stream=stream, now=now, load=dict(metrics or {}))

@@ -132,3 +132,16 @@ def test_quota_headers_mark_a_deployment_low_until_reset() -> None:
     assert low_until([(b"content-type", b"application/json")], 0.0) is None
     assert parse_reset("20ms") == 0.02
     assert parse_reset("2") == 2.0
+
+
+def test_a_retry_after_holds_and_a_probe_success_ends_a_cooldown() -> None:
+    health = MemoryHealth(CooldownConfig(failures=1, window_s=60, cooldown_s=30))
+    record = HealthRecord()
+    health.hold(record, 20.0)
+    assert record.held_until == 20.0 and record.cooled_until == 20.0
+    assert health.failure(record, 10.0)  # a failure on top extends the cooldown, not the hold
+    assert record.cooled_until == 40.0 and record.held_until == 20.0
+    health.recovered(record, 25.0)
+    assert not record.cooling(25.0)
+    assert record.weight_factor(25.0) == SLOW_START_FLOOR  # slow start from the probe's success
+    assert not record.failures

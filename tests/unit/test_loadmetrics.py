@@ -111,8 +111,10 @@ class Scripted(PollingSource):
     def __init__(self, script: list[dict[str, float] | Exception]) -> None:
         super().__init__(refresh_s=0.01)
         self.script = script
+        self.polls = 0
 
     async def poll(self) -> dict[str, float]:
+        self.polls += 1
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(step, Exception):
             raise step

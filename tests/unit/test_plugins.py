@@ -44,6 +44,7 @@ def test_route_request_built_by_hand_copies_and_defaults() -> None:
     assert (req.requested_model, req.original_model, req.stream) == ("m", "m", True)
     assert req.source_format == "openai" and req.available == Available()
     assert RouteRequest(path="/v1/messages").source_format == "anthropic"
+    assert RouteRequest(path="/v1/responses").source_format == "responses"
     assert req.prompt_tokens == estimate_prompt_tokens(req.body)
 
 
@@ -67,10 +68,10 @@ def test_response_events_parse_sse() -> None:
 def test_executor_sse_and_headers() -> None:
     from modelway.proxy.executor import plugin_headers, sse_event
 
-    assert sse_event({"a": 1}, anthropic=False) == b'data: {"a":1}\n\n'
-    assert sse_event({"type": "ping"}, anthropic=True) == b'event: ping\ndata: {"type":"ping"}\n\n'
+    assert sse_event({"a": 1}, "openai") == b'data: {"a":1}\n\n'
+    assert sse_event({"type": "ping"}, "anthropic") == b'event: ping\ndata: {"type":"ping"}\n\n'
     with pytest.raises(TypeError):
-        sse_event("text", anthropic=False)
+        sse_event("text", "openai")
     assert plugin_headers(None, b"application/json") == [(b"content-type", b"application/json")]
     assert plugin_headers(
         {"Content-Type": "text/plain", "X-A": "1", "Connection": "close", "x-bad": "a\r\nInjected: 1",

@@ -121,7 +121,7 @@ async def test_errors_are_counted_per_router() -> None:
 
 async def test_deployment_routes_are_cached_per_target() -> None:
     runtime = Runtime(parse_config(CHAIN, {}))
-    assert runtime.deployment_route("sim", "x") is runtime.deployment_route("sim", "x")
-    assert runtime.deployment_route("sim", "x") is not runtime.deployment_route("sim", None)
-    (deployment,) = runtime.deployment_route("sim", "x").deployments
+    assert runtime.table.deployment_route("sim", "x") is runtime.table.deployment_route("sim", "x")
+    assert runtime.table.deployment_route("sim", "x") is not runtime.table.deployment_route("sim", None)
+    (deployment,) = runtime.table.deployment_route("sim", "x").deployments
     assert deployment.upstream_model == "x" and deployment.provider is runtime.providers["sim"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from modelway.config.schema import DeploymentConfig, HashOn, ModelConfig
 from modelway.deployment import Deployment
+from modelway.strategies.base import FixedView
 from modelway.strategies.consistent_hash import ConsistentHash
 from modelway.strategies.cost import Cheapest
 from modelway.strategies.random import WeightedRandom
@@ -15,14 +16,6 @@ from modelway.strategies.random import WeightedRandom
 class FakeProvider:
     def __init__(self, name: str) -> None:
         self.name = name
-
-
-class FakeContext:
-    def __init__(self, key: str | None) -> None:
-        self.key = key
-
-    def hash_key(self, hash_on: Any) -> str | None:
-        return self.key
 
 
 def make(names: list[str], **fields: Any) -> list[Deployment]:
@@ -44,7 +37,7 @@ def hash_model() -> ModelConfig:
 def assignments(names: list[str]) -> dict[str, str]:
     ds = make(names)
     strategy = ConsistentHash(hash_model(), ds)
-    return {f"user-{k}": strategy.choose(FakeContext(f"user-{k}"), ds).provider.name for k in range(2000)}  # type: ignore[arg-type]
+    return {f"user-{k}": strategy.choose(FixedView(key=f"user-{k}"), ds).provider.name for k in range(2000)}
 
 
 def test_consistent_hash_is_sticky_and_spread() -> None:
@@ -72,17 +65,17 @@ def test_removing_a_deployment_moves_only_its_keys() -> None:
 def test_unavailable_deployment_keys_walk_on_and_come_back() -> None:
     ds = make(["a", "b", "c"])
     strategy = ConsistentHash(hash_model(), ds)
-    owner = strategy.choose(FakeContext("sess"), ds)  # type: ignore[arg-type]
+    owner = strategy.choose(FixedView(key="sess"), ds)
     others = [d for d in ds if d is not owner]
-    fallback = strategy.choose(FakeContext("sess"), others)  # type: ignore[arg-type]
+    fallback = strategy.choose(FixedView(key="sess"), others)
     assert fallback in others
-    assert strategy.choose(FakeContext("sess"), ds) is owner  # type: ignore[arg-type]
+    assert strategy.choose(FixedView(key="sess"), ds) is owner
 
 
 def test_no_key_falls_back_to_weighted_round_robin() -> None:
     ds = make(["a", "b"])
     strategy = ConsistentHash(hash_model(), ds)
-    picks = Counter(strategy.choose(FakeContext(None), ds).index for _ in range(10))  # type: ignore[arg-type]
+    picks = Counter(strategy.choose(FixedView(key=None), ds).index for _ in range(10))
     assert picks == {0: 5, 1: 5}
 
 
@@ -92,7 +85,7 @@ def test_cost_picks_the_cheapest_and_breaks_ties_by_wrr() -> None:
     for d in ds[1:]:
         d.input_cost_per_mtok, d.output_cost_per_mtok = 0.5, 1.5
     strategy = Cheapest(ModelConfig.model_construct(name="m"), ds)
-    picks = Counter(strategy.choose(None, ds).provider.name for _ in range(10))  # type: ignore[arg-type]
+    picks = Counter(strategy.choose(FixedView(), ds).provider.name for _ in range(10))
     assert picks == {"cheap1": 5, "cheap2": 5}
 
 
@@ -100,5 +93,5 @@ def test_weighted_random_follows_weights() -> None:
     ds = make(["a", "b"])
     ds[0].weight = 3
     strategy = WeightedRandom(ModelConfig.model_construct(name="m"), ds)
-    picks = Counter(strategy.choose(None, ds).provider.name for _ in range(4000))  # type: ignore[arg-type]
+    picks = Counter(strategy.choose(FixedView(), ds).provider.name for _ in range(4000))
     assert 0.70 <= picks["a"] / 4000 <= 0.80

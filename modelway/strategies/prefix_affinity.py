@@ -1,0 +1,123 @@
+"""Prefix affinity: send a request where its prompt's prefix is most likely in the engine's
+KV cache, unless waiting there costs more than the prefill it saves — and never pile a
+hot prefix onto a loaded engine.
+
+It is expected_delay (the same n, slots and service per deployment) with the prefill
+part of each candidate's expected time to first token computed for this prompt:
+
+    expected(d) = wait(d) + prefill_d(uncached(d))
+
+  wait(d)        max(0, n + 1 - slots) * service / slots: the queue the request would join
+  uncached(d)    the prompt's bytes less the deepest prefix of it the affinity table has
+                 seen go to d (strategies/affinity.py; keys from strategies/prefix.py);
+                 the whole prompt for a d outside the load bound
+  prefill_d(x)   prefill(d) * x / typical(d): expected_delay's prefill(d) (its robust
+                 average time to first token) for the uncached bytes d's requests
+                 typically have (an EWMA, typical(d), of the uncached(d) of the requests
+                 sent there), scaled to this prompt's.
+
+Bounded load: a deployment is held to its prefixes only while it has a free slot
+(n + 1 <= slots) or n + 1 <= ceil((1 + EPSILON) * (sum n + 1) * slots / sum slots): its
+share of the candidates' requests with this one, EPSILON over, rounded up (consistent
+hashing with bounded loads, Mirrokni et al.). Beyond that a request with a hot prefix goes
+where its expected time to first token is shortest without it, and the table records that
+deployment too (a key keeps its last few), so the prefix spreads with its load.
+
+Until every candidate has been measured (warming up, or no Prometheus metrics to learn
+slots from) it picks, among the candidates within the bound (weights as capacities),
+the one holding the deepest prefix of the prompt; without one, expected_delay's
+(n + 1) / weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from modelway.strategies.affinity import AffinityTable, MemoryAffinity
+from modelway.strategies.expected_delay import PREFILL_ALPHA, ExpectedDelay
+
+if TYPE_CHECKING:
+    from modelway.config.schema import ModelConfig
+    from modelway.deployment import Deployment
+    from modelway.strategies.base import View
+    from modelway.strategies.prefix import Prefix
+
+EPSILON = 0.25
+
+
+class PrefixAffinity(ExpectedDelay):
+    def __init__(self, model: ModelConfig, deployments: Sequence[Deployment]) -> None:
+        super().__init__(model, deployments)
+        self.affinity: AffinityTable = MemoryAffinity()
+        self.typical: dict[int, float] = {}  # EWMA of the uncached bytes sent to each deployment
+
+    def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        self._learn_slots(view.load, candidates)
+        prefix = view.prefix()
+        keys = prefix.keys if prefix is not None else ()
+        matches = self.affinity.matches(prefix, {d.index for d in candidates}) if prefix and keys else {}
+        chosen = self.pick(view, candidates, prefix, matches)
+        i = chosen.index
+        level, held = matches.get(i, (-1, 0))
+        if prefix is not None and keys:
+            self.affinity.record(prefix, i, level)
+        if prefix is not None:
+            uncached = prefix.size - held
+            typical = self.typical.get(i)
+            self.typical[i] = uncached if typical is None else typical + PREFILL_ALPHA * (uncached - typical)
+        return chosen
+
+    def pick(
+        self,
+        view: View,
+        candidates: Sequence[Deployment],
+        prefix: Prefix | None,
+        matches: Mapping[int, tuple[int, int]],
+    ) -> Deployment:
+        if len(candidates) == 1:
+            return candidates[0]
+        probe = self.probe(view, candidates)
+        if probe is not None:
+            return probe
+        counts = self.inflight(view, candidates)
+        measured = self.measured(candidates)
+        bound = self.within_bound(candidates, counts, measured)
+        saved = {i: held for i, (_, held) in matches.items() if i in bound}
+        if prefix is not None and measured and all(d.index in self.typical for d in candidates):
+            size = prefix.size
+            held = [matches[d.index][1] if d.index in matches else 0 for d in candidates]
+            if min(held) == max(held):  # the cache tells them apart no more than load does
+                return min(candidates, key=lambda d: self.expected_delay(d, counts[d.index]))
+            return min(candidates, key=lambda d: self.expected_ttft(d, counts[d.index], size - saved.get(d.index, 0)))
+        if saved:
+            return max(
+                (d for d in candidates if d.index in saved),
+                key=lambda d: (saved[d.index], -(counts[d.index] + 1) / d.weight),
+            )
+        return min(candidates, key=lambda d: ((counts[d.index] + 1) / d.weight, -d.weight))
+
+    def within_bound(
+        self, candidates: Sequence[Deployment], counts: Mapping[int, float], measured: bool
+    ) -> set[int]:
+        """The candidates that may take a request for its prefix: a free slot, or at most
+        its share of (1 + EPSILON) times the requests in flight with this one, rounded up
+        (consistent hashing with bounded loads; slots as capacities, weights until the
+        slots are known)."""
+        slots = self.slots
+        capacity = {d.index: float(slots[d.index] if measured else d.weight) for d in candidates}
+        allowed = (1 + EPSILON) * (sum(counts.values()) + 1) / sum(capacity.values())
+        return {
+            d.index
+            for d in candidates
+            if (measured and counts[d.index] + 1 <= slots[d.index])
+            or counts[d.index] + 1 <= math.ceil(allowed * capacity[d.index])
+        }
+
+    def expected_ttft(self, deployment: Deployment, inflight: float, uncached: int) -> tuple[float, float]:
+        i = deployment.index
+        slots = self.slots[i]
+        after = inflight + 1
+        wait = max(0.0, after - slots) * self.service[i] / slots
+        return wait + self.prefill[i] * uncached / max(self.typical[i], 1.0), after / slots
