@@ -201,6 +201,21 @@ def test_an_upstream_error_echoing_its_key_is_passed_on_without_it(
     assert reply.header("x-echo-x-static-secret") == "[redacted]"
 
 
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses"])
+def test_an_echoed_key_is_kept_out_of_a_translated_error_too(gateway: Gateway, echo_a: EchoUpstream, path: str) -> None:
+    """An Anthropic or Responses client, an OpenAI-speaking provider: its error answer is
+    re-shaped into the client's dialect, message kept — and the key it echoes left out."""
+    echo_a.reset(Behaviour(status=400))
+    if path == "/v1/messages":
+        payload: dict[str, Any] = {"model": "m-a", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        payload = {"model": "m-a", "input": "hi"}
+    reply = ask(gateway, path=path, payload=payload)
+    assert reply.status == 400, reply
+    assert echo_a.received, "the upstream was not reached"
+    assert b"[redacted]" in reply.body, reply
+
+
 @pytest.mark.parametrize("status", [401, 403, 429, 500])
 def test_pool_keys_refused_and_echoed_never_reach_the_client(
     gateway: Gateway, echo_b: EchoUpstream, status: int
