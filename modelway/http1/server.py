@@ -94,10 +94,13 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None  # the connection's one timer (idle, late body)
         self.timer_at = 0.0  # ... when it fires
         self.rejection: tuple[int, str, str] | None = None  # status, code, message: once the stream broke
+        self.refused_head = False  # ... and the refused request is a HEAD: its answer has no content
         self.events = 0  # heads, body pieces and ends of requests parsed: progress between reads
         self.peer_check = 0.0  # once the client sent its EOF: how often to check it is still there
         self.probed = False  # ... and whether it was sent a 100 Continue to find out
         self.stalled = 0  # bytes of the reads since the last event
+        self.client_eof = False  # the client half-closed (or closed)
+        self.linger_until = 0.0  # closing: the client's bytes are read and dropped until then (timers.py)
         # per-request parsing state
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -139,6 +142,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.reject(400, "bad_http", f"invalid HTTP request: {exc}")  # unless a callback refused it already
         if self.events == events:
+            if self.linger_until:
+                return  # closing: what the client still sends is dropped
             # Nothing but head bytes in this read (or a chunked body's framing and trailers).
             # httptools keeps an unfinished header line to itself, growing it read after read,
             # so on_header counts it only once whole: a 64 MB header is stopped here instead.
@@ -193,7 +198,7 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         if begin_drain is not None:
             begin_drain()
         if self.running is None:
-            self.close()
+            self.close(linger=False)  # idle
         else:
             # Requests already received (the running one and any pipelined behind it) are
             # in flight: answered, and the connection closed after the last of them.
@@ -356,15 +361,25 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
     # Transport helpers for the cycles
     def write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing() and not self.linger_until:
             transport.write(data)
 
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+    def close(self, linger: bool = True) -> None:
+        """Close after the answers written; `linger` (timers.py) unless no answer can be lost:
+        nothing was written since the last answer was read, or the client has gone or half-closed."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.linger_until:
+            return
+        if linger and not self.client_eof and transport.can_write_eof():  # (TLS has no half-close)
+            self.linger()
+        else:
+            transport.close()
+
+    def stop_parsing(self) -> None:
+        self.parser = DISCARD  # whatever the client sends from now on is not parsed
 
     def closing(self) -> bool:
-        return self.transport is None or self.transport.is_closing()
+        return self.transport is None or self.transport.is_closing() or bool(self.linger_until)
 
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None:
@@ -416,6 +431,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
         if self.rejection is not None:
             return  # said already
         self.rejection = (status, code, message)
+        # `url` is set once the refused request's line was read (on_message_begin resets it)
+        self.refused_head = bool(self.url) and self.parser.get_method() == b"HEAD"
         self.parser = DISCARD  # whatever the client sends from now on is not parsed
         log.warning("%s", message)
         running = self.running
@@ -435,7 +452,8 @@ class ServerProtocol(ConnectionTimer, asyncio.Protocol):
             {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
         )
         head = b"%bcontent-type: application/json\r\nconnection: close\r\n" % STATUS_LINES[status]
-        self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), body))
+        # the answer to a HEAD has the length its content would have, and no content (RFC 9110 9.3.2)
+        self.write(b"%bcontent-length: %d\r\n\r\n%b" % (head, len(body), b"" if self.refused_head else body))
 
 
 def address(value: Any) -> tuple[str, int] | None:

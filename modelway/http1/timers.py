@@ -21,6 +21,7 @@ from modelway.http1.cycle import CONTINUE, RequestCycle
 log = logging.getLogger("modelway.http")
 
 PEER_CHECKS = (0.05, 2.0)  # a client that sent EOF is checked after 50 ms, then twice as late up to 2 s
+LINGER_S = 2.0  # a connection the server closes reads (and drops) what the client still sends for up to this long
 
 
 class ConnectionTimer:
@@ -39,8 +40,11 @@ class ConnectionTimer:
     timer_at: float
     peer_check: float
     probed: bool
+    rejection: tuple[int, str, str] | None
+    client_eof: bool
+    linger_until: float
 
-    def close(self) -> None:
+    def close(self, linger: bool = True) -> None:
         raise NotImplementedError
 
     def closing(self) -> bool:
@@ -52,20 +56,37 @@ class ConnectionTimer:
     def reject(self, status: int, code: str, message: str) -> None:
         raise NotImplementedError
 
+    def stop_parsing(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
     def eof_received(self) -> bool | None:
         """The client will send nothing more: it half-closed (shutdown(SHUT_WR), which some
         HTTP/1.0 clients and scripts do after their request), or closed. The requests it
         sent whole are answered, then the connection closes; with none, it closes now."""
+        self.client_eof = True
+        if self.linger_until:
+            return None  # the close it waited for
         running = self.running
         if running is None or self.scheme == "https":  # TLS has no half-close: close
             return None  # an answer still being written is not lost
+        if running.started and running.head is None:
+            # Its answer is on the wire already, a stream most likely: a client that half-closes
+            # does so as it sends its request, long before that. This is a client gone, and
+            # the stream's next bytes, which would tell (the peer check below), may be seconds
+            # away: its request is cancelled now, as SPEC section 5 asks.
+            return None
         last = self.cycle
         if last is not None and last.more_body:  # a body that will never end
             if last is running:
                 return None  # its app hears of the disconnect
-            self.queued.pop()  # it waits behind the running one: dropped
+            if self.queued and self.queued[-1][0] is last:  # (a refusal may have dropped it already)
+                self.queued.pop()  # it waits behind the running one: dropped
         last = self.queued[-1][0] if self.queued else running
-        last.keep_alive = False
+        if self.rejection is None:  # else the refusal, sent after the last answer, ends the connection
+            last.keep_alive = False
         self.cycle = last
         self.peer_check = PEER_CHECKS[0]  # but a client that closed must not be answered for nothing
         self.arm(self.loop.time() + self.peer_check)
@@ -88,15 +109,39 @@ class ConnectionTimer:
         self.timer = self.loop.call_at(when, self.check_timer)
         self.timer_at = when
 
+    def linger(self) -> None:
+        """Close as RFC 9112 section 9.6 asks: a socket closed while bytes the client sent are
+        unread sends a reset, and a reset can destroy the answer on its way, unread by the
+        client yet (a pipelined request after `Connection: close`, a body not read after its
+        early answer). So the server only half-closes, after its answers, and reads and drops
+        what still comes, until the client closes too or LINGER_S passes. A request still
+        running (a refused body's) is treated as its client gone."""
+        transport = self.transport
+        assert transport is not None
+        self.linger_until = self.loop.time() + LINGER_S
+        self.stop_parsing()
+        running = self.running
+        if running is not None:
+            running.lost()
+        transport.write_eof()
+        self.resume_reading()
+        self.arm(self.linger_until)
+
     def check_timer(self) -> None:
         self.timer = None
+        if self.linger_until:
+            if self.transport is not None and self.loop.time() >= self.linger_until:
+                self.transport.close()
+            elif self.transport is not None:
+                self.arm(self.linger_until)
+            return
         if self.closing():
             return
         now = self.loop.time()
         wake = math.inf
         if self.peer_check and self.running is not None:
             if self.peer_gone():
-                self.close()
+                self.close(linger=False)
                 return
             wake = now + self.peer_check
         cycle = self.cycle
@@ -110,7 +155,7 @@ class ConnectionTimer:
         if self.running is None:  # else busy: the end of its answer arms the timer again
             deadline = self.idle_since + self.keepalive_s
             if now >= deadline:
-                self.close()
+                self.close(linger=False)  # idle: no answer on its way
                 return
             wake = min(wake, deadline)
         if wake < math.inf:

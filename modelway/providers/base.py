@@ -14,6 +14,7 @@ from typing import Any
 
 from modelway.config.schema import ProviderConfig
 from modelway.providers.credentials import Credential, CredentialPool
+from modelway.providers.redact import provider_secrets
 from modelway.proxy.dialect import OPENAI, Dialect
 
 # Never relayed in either direction: they describe one hop, not the message.
@@ -97,6 +98,7 @@ class Provider(ABC):
         responses_api = config.responses_api or ("native" if config.kind == "openai" else "translate")
         self.responses_native = responses_api == "native"
         self.credentials = CredentialPool(config.name, config.auth, config.keys)
+        self.secrets = provider_secrets(config)  # kept out of the error answers passed on (redact.py)
         self.healthy = True  # set by active health checks, when enabled
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from modelway.accesslog import cost_usd
 from modelway.errors import AllAttemptsFailed, GatewayError, GatewayTimeout, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
+from modelway.providers.redact import redact_answer
 from modelway.proxy.dialect import OPENAI
 from modelway.proxy.responses import send_bytes, send_error, sse_error_event
 from modelway.proxy.rewrite import SSEModelRewriter, rewrite_json_model
@@ -139,6 +140,8 @@ async def relay(
     headers = route_headers(model, answer, extra_headers)
     if answer.body is not None:
         body = answer.body
+        if status >= 400:  # passed on as the provider made it, but for its own credentials
+            body, headers = redact_answer(body, headers, answer.deployment.provider.secrets)
         if rewrite_to and "json" in upstream.content_type:
             body = rewrite_json_model(body, rewrite_to)
         answer.finish(ok=status < 400)

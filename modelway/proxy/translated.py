@@ -23,6 +23,7 @@ import orjson
 
 from modelway.errors import AllAttemptsFailed, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
+from modelway.providers.redact import redact_answer
 from modelway.proxy.relay import BROKEN, CLIENT_CLOSED, pass_through, record, route_headers
 from modelway.proxy.responses import JSON_TYPE, error_body, send_bytes
 from modelway.proxy.unexpected import internal_error, log_unexpected
@@ -89,6 +90,8 @@ async def send_whole(
     if ticket is not None:
         ticket.settle(tokens, status < 400)
     headers = [JSON_TYPE, *(h for h in route_headers(model, answer, extra_headers) if h[0].lower() != CONTENT_TYPE)]
+    if status >= 400:  # passed on in the client's shape, but without the provider's own credentials
+        body, headers = redact_answer(body, headers, answer.deployment.provider.secrets)
     route = settings.models.get(model)
     passthrough_url = route.config.passthrough_url if route is not None else None
     if passthrough_url is not None and status < 300 and settings.passthrough is not None:
