@@ -31,6 +31,8 @@ aiohttp's errors (discovery, health probes) in `modelway.providers.http.map_clie
 
 from __future__ import annotations
 
+from modelway.dialects.anthropic import ERROR_TYPES
+
 CLIP = 100  # characters of a client's input echoed in an error message
 
 
@@ -132,21 +134,8 @@ class AuthServiceAnswer(GatewayError):
     def __init__(self, status: int, message: str, raw: tuple[bytes, bytes] | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.type = AUTH_STATUS_TYPES.get(status, "api_error")
+        self.type = ERROR_TYPES.get(status, "api_error")  # as the Anthropic dialect names them
         self.raw = raw
-
-
-# The type of an error by its status, as the Anthropic dialect names them (SPEC section 5).
-AUTH_STATUS_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
 
 
 class InternalError(GatewayError):

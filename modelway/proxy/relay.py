@@ -97,6 +97,27 @@ def record(
 BROKEN = "stream_broken"
 
 
+async def send_answer(
+    settings: ProxySettings,
+    request: Incoming,
+    model: str,
+    answer: Answer,
+    status: int,
+    tokens: tuple[int, int] | None,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    send: Send,
+) -> None:
+    """A whole answer, recorded and sent: through the model's passthrough service when it has one."""
+    route = settings.models.get(model)
+    passthrough_url = route.config.passthrough_url if route is not None else None
+    if passthrough_url is not None and status < 300 and settings.passthrough is not None:
+        await pass_through(settings, request, model, answer, tokens, passthrough_url, body, headers, send)
+        return
+    record(settings, request, model, answer, status, tokens)
+    await send_bytes(send, status, body, headers)
+
+
 async def pass_through(
     settings: ProxySettings,
     request: Incoming,
@@ -148,13 +169,7 @@ async def relay(
         tokens = usage_from_body(body) if status < 300 else None
         if ticket is not None:
             ticket.settle(tokens, status < 400)
-        route = settings.models.get(model)
-        passthrough_url = route.config.passthrough_url if route is not None else None
-        if passthrough_url is not None and status < 300 and settings.passthrough is not None:
-            await pass_through(settings, request, model, answer, tokens, passthrough_url, body, headers, send)
-            return
-        record(settings, request, model, answer, status, tokens)
-        await send_bytes(send, status, body, headers)
+        await send_answer(settings, request, model, answer, status, tokens, body, headers, send)
         return
     assert answer.rest is not None
     await send({"type": "http.response.start", "status": status, "headers": headers})

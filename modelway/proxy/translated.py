@@ -24,8 +24,8 @@ import orjson
 from modelway.errors import AllAttemptsFailed, UpstreamError, UpstreamTimeout
 from modelway.failover.policy import BROKEN_STREAM
 from modelway.providers.redact import redact_answer
-from modelway.proxy.relay import BROKEN, CLIENT_CLOSED, pass_through, record, route_headers
-from modelway.proxy.responses import JSON_TYPE, error_body, send_bytes
+from modelway.proxy.relay import BROKEN, CLIENT_CLOSED, record, route_headers, send_answer
+from modelway.proxy.responses import JSON_TYPE, error_body
 from modelway.proxy.unexpected import internal_error, log_unexpected
 from modelway.proxy.usage import usage_from_body
 
@@ -92,13 +92,7 @@ async def send_whole(
     headers = [JSON_TYPE, *(h for h in route_headers(model, answer, extra_headers) if h[0].lower() != CONTENT_TYPE)]
     if status >= 400:  # passed on in the client's shape, but without the provider's own credentials
         body, headers = redact_answer(body, headers, answer.deployment.provider.secrets)
-    route = settings.models.get(model)
-    passthrough_url = route.config.passthrough_url if route is not None else None
-    if passthrough_url is not None and status < 300 and settings.passthrough is not None:
-        await pass_through(settings, request, model, answer, tokens, passthrough_url, body, headers, send)
-        return
-    record(settings, request, model, answer, status, tokens)
-    await send_bytes(send, status, body, headers)
+    await send_answer(settings, request, model, answer, status, tokens, body, headers, send)
 
 
 async def send_stream(
