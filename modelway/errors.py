@@ -82,6 +82,11 @@ class BadRequest(GatewayError):
     type = "invalid_request_error"
 
 
+def bad_field(path: str, message: str) -> BadRequest:
+    """A 400 naming the place in the body that is wrong, e.g. `messages[3].content[0].type: ...`."""
+    return BadRequest(f"{path}: {message}", param=path)
+
+
 class Unauthorized(GatewayError):
     status = 401
     type = "authentication_error"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import orjson
 
 from modelway.dialects.tool_ids import tool_id
-from modelway.errors import BadRequest
+from modelway.errors import bad_field as bad
 
 JOIN = "\n\n"  # between text blocks of one system prompt or one user turn
 BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's per-request system block (see `system_text`)
@@ -23,10 +23,6 @@ EFFORTS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high
 MAX_USER = 64
 
 Message = dict[str, Any]
-
-
-def bad(path: str, message: str) -> BadRequest:
-    return BadRequest(f"{path}: {message}", param=path)
 
 
 def request(

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from modelway.dialects.tool_ids import tool_id
-from modelway.errors import BadRequest
+from modelway.errors import bad_field as bad
 
 DEFAULT_MAX_TOKENS = 4096
 JOIN = "\n\n"
@@ -21,10 +21,6 @@ TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {
 
 Block = dict[str, Any]
 Turn = dict[str, Any]
-
-
-def bad(path: str, message: str) -> BadRequest:
-    return BadRequest(f"{path}: {message}", param=path)
 
 
 def request(
