@@ -12,9 +12,7 @@ with the reason. It runs in a thread with its own event loop and records every r
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from support.threaded import ThreadedServer
 from support.upstream import Received
 
 CHAT_FIELDS = frozenset(
@@ -76,7 +75,7 @@ class Refusal:
 Turn = ToolCalls | Text | Refusal
 
 
-class AgentUpstream:
+class AgentUpstream(ThreadedServer):
     """The answer to a request is `turns[k]`, k being how many assistant messages with tool calls
     the request's conversation holds (the last turn once k runs past the end): a fresh
     conversation gets the first turn, the one carrying its calls' results gets the next."""
@@ -91,10 +90,7 @@ class AgentUpstream:
         self.received: list[Received] = []
         self.problems: list[str] = []  # every refused request's reason, in order
         self.break_streams = break_streams
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -104,17 +100,6 @@ class AgentUpstream:
     def chats(self) -> list[dict[str, Any]]:
         """The bodies of the chat/completions requests received, in order."""
         return [r.body for r in self.received if r.path.endswith("/chat/completions") and isinstance(r.body, dict)]
-
-    def start(self) -> AgentUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def __enter__(self) -> AgentUpstream:
         return self.start()

@@ -5,11 +5,12 @@ received and from which connection."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from support.threaded import ThreadedServer
 
 
 @dataclass
@@ -27,29 +28,15 @@ class Asked:
     peer: tuple[str, int] | None
 
 
-class AuthServer:
+class AuthServer(ThreadedServer):
     def __init__(self) -> None:
         self.verdict = Verdict()
         self.asked: list[Asked] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/check"
-
-    def start(self) -> AuthServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def reset(self, verdict: Verdict | None = None) -> None:
         self.verdict = verdict or Verdict()

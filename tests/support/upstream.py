@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from support.threaded import ThreadedServer
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Behaviour:
     raw_stream: list[bytes] | None = None  # stream: these bytes as they are, one write each, then the end
 
 
-class Upstream:
+class Upstream(ThreadedServer):
     def __init__(
         self,
         name: str = "upstream",
@@ -66,26 +67,12 @@ class Upstream:
         self.metrics_text: str | None = None  # served at GET /metrics when set (Prometheus text)
         self.open_now = 0  # connections open at this moment
         self.peak_connections = 0  # the most ever open at once (since the last reset)
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
-
-    def start(self) -> Upstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def open_connections(self) -> int:
         server = self._runner.server if self._runner else None
