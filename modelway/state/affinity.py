@@ -9,10 +9,15 @@ append is all sharing adds to the request path.
 The state backend's ticker takes the outbox every INFLIGHT_INTERVAL_S as one `batch()`;
 its reader hands the other instances' batches to `apply`. A record names its deployment
 by `Deployment.key` (public model, provider, upstream model), the same on every instance
-and across reloads, and carries what the local `record` recorded: the prompt's size and
-its keys from the level already known for that deployment on. Applied elsewhere, it
-records the same keys for the deployment of that key there, if there is one: an instance
-whose config lacks it ignores the record.
+and across reloads, and carries the prompt's size and all its keys (not only those the
+local `record` wrote, from the level it knew on: another instance may lack the shallower
+ones, having started since or evicted them). Applied elsewhere, it records them for the
+deployment of that key there, if there is one: an instance whose config lacks it ignores
+the record. `modelway simulate --share all` models exactly this (simulate/view.py).
+
+A reload builds new routes, whose tables are shared as well; each takes over the
+contents of the table its public model had (its deployments matched by key), so the
+conversations it knew keep their deployments.
 
 A batch is JSON: a list of `[deployment key, prompt bytes, key, key, ...]`.
 """
@@ -37,7 +42,7 @@ log = logging.getLogger("modelway.state")
 
 OUTBOX_MAX = 4096  # records waiting to be published: a quarter second of 16,000 requests a second
 
-Pending = tuple["SharedAffinity", Prefix, int, int]  # (table, prefix, deployment index, known level)
+Pending = tuple["SharedAffinity", Prefix, int]  # (table, prefix, deployment index)
 
 
 class SharedAffinity:
@@ -58,7 +63,7 @@ class SharedAffinity:
 
     def record(self, prefix: Prefix, index: int, known: int) -> None:
         self.local.record(prefix, index, known)
-        self.outbox.append((self, prefix, index, known))
+        self.outbox.append((self, prefix, index))
 
 
 class AffinityExchange:
@@ -70,6 +75,7 @@ class AffinityExchange:
         # deployment key → the live tables that have it: a reload's new runtime and, until it
         # is gone, the old one (weak: a table lives as long as its strategy)
         self.tables: dict[str, weakref.WeakSet[SharedAffinity]] = {}
+        self.latest: dict[str, weakref.ref[SharedAffinity]] = {}  # public model → its latest table
         self.sent = 0  # records published
         self.applied = 0  # records of other instances applied
 
@@ -80,7 +86,15 @@ class AffinityExchange:
             return local
         for key in [k for k, held in self.tables.items() if not held]:  # those of routes gone
             del self.tables[key]
+        for name in [n for n, ref in self.latest.items() if ref() is None]:
+            del self.latest[name]
         shared = SharedAffinity(local, deployments, self.outbox)
+        name = deployments[0].model_name
+        before = self.latest.get(name)
+        old = before() if before is not None else None
+        if old is not None and not len(local):  # a reload: what the old route knew
+            local.adopt(old.local, {i: shared.indexes[k] for i, k in old.keys.items() if k in shared.indexes})
+        self.latest[name] = weakref.ref(shared)
         for key in shared.indexes:
             self.tables.setdefault(key, weakref.WeakSet()).add(shared)
         return shared
@@ -92,8 +106,8 @@ class AffinityExchange:
             return None
         records: list[list[Any]] = []
         while outbox:
-            table, prefix, index, known = outbox.popleft()
-            records.append([table.keys[index], prefix.size, *prefix.keys[max(known, 0) :]])
+            table, prefix, index = outbox.popleft()
+            records.append([table.keys[index], prefix.size, *prefix.keys])
         self.sent += len(records)
         return orjson.dumps(records)
 

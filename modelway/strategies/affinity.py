@@ -21,7 +21,7 @@ other instances (state/affinity.py); with memory it stays as it is.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from modelway.strategies.prefix import BOUNDARIES, Prefix
@@ -92,6 +92,18 @@ class MemoryAffinity:
                 if holders[0] != entry:
                     table[key] = (entry, *(h for h in holders if h[0] != index))[:HOLDERS]
                 table.move_to_end(key)
+        while len(table) > self.capacity:
+            table.popitem(last=False)
+
+    def adopt(self, other: MemoryAffinity, moved: Mapping[int, int]) -> None:
+        """Take `other`'s keys over, in their LRU order (a reload's new table, its
+        predecessor's), each holder's deployment index mapped by `moved`: holders not in
+        it are left out, and keys left with none."""
+        table = self.table
+        for key, holders in other.table.items():
+            kept = tuple((moved[index], size) for index, size in holders if index in moved)
+            if kept:
+                table[key] = kept
         while len(table) > self.capacity:
             table.popitem(last=False)
 

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from support.gateway import Gateway
 from support.http import Reply, request
 from support.redis_server import RedisServer, started_redis
-from support.shared import ADMIN_KEY, admin_state, deployment, metric, sharing, wait_for
+from support.shared import ADMIN, ADMIN_KEY, admin_state, deployment, metric, sharing, wait_for
 from support.upstream import Upstream
 
 FILLER = "The quick brown fox jumps over the lazy dog. " * 70  # ~3 KB: the prompt has prefix keys
@@ -111,6 +112,35 @@ def test_a_conversations_next_turn_through_the_other_instance_reaches_the_same_u
         # Turn 2 of every conversation reached the upstream holding turn 1's prefix.
         assert conversations(upstream_b) == [0, 2, 4, 6] and conversations(upstream_a) == [1, 3, 5, 7]
         assert all(len(r.body["messages"]) == 3 for r in upstream_a.received + upstream_b.received)
+
+
+def test_after_a_reload_the_new_table_knows_what_the_old_one_knew_and_is_still_shared(
+    redis_server: RedisServer, upstream_a: Upstream, upstream_b: Upstream
+) -> None:
+    config_two = {**config(redis_server.url, upstream_a, upstream_b, weights=(2, 1)), "server": {"watch_config": False}}
+    with (
+        Gateway(config(redis_server.url, upstream_a, upstream_b, weights=(1, 2))) as one,
+        Gateway(config_two) as two,
+    ):
+        sharing(one, two)
+
+        def through(gateway: Gateway, conversation: int, number: int, records: int) -> str:
+            """Turn `number` through `gateway` once the other has applied `records` records in all."""
+            other = two if gateway is one else one
+            went = provider(gateway, turn(conversation, number))
+            wait_for(lambda: applied(other) >= records, 2.0, what="the record applied")
+            wait_for(lambda: settled(other), 2.0, what="no request in flight elsewhere")
+            return went
+
+        assert through(one, 0, 1, records=1) == "b"  # two, on its own, would send it to a
+        config_two["models"][0]["deployments"].reverse()  # new indexes: b is 0, a is 1
+        two.config_path.write_text(yaml.safe_dump(config_two))
+        assert request(two.url, "POST", "/admin/reload", headers=ADMIN).status == 200
+        assert provider(two, turn(0, 2)) == "b"  # the new table took over the old one's contents
+        assert through(two, 1, 1, records=2) == "a"  # its records are published...
+        assert provider(one, turn(1, 2)) == "a"
+        assert through(one, 2, 1, records=3) == "b"  # ...and it gets the others'
+        assert provider(two, turn(2, 2)) == "b"
 
 
 def test_redis_going_away_costs_no_request_through_a_prefix_affinity_model_and_sharing_resumes(

@@ -1,6 +1,6 @@
 """Affinity tables shared through the state backend (state/affinity.py), without Redis:
 records reach another instance's table by deployment key (whatever its indexes), a batch
-carries what the local record recorded, the outbox keeps the latest OUTBOX_MAX, bad or
+carries every key of the prompt, the outbox keeps the latest OUTBOX_MAX, bad or
 unknown records are ignored, and the backends hand prefix_affinity routes the right table."""
 
 from __future__ import annotations
@@ -43,14 +43,16 @@ def test_a_record_reaches_another_instance_by_deployment_key_whatever_its_indexe
     assert (one.sent, two.applied) == (1, 1)
 
 
-def test_a_batch_carries_the_keys_recorded_from_the_known_level_on_and_is_taken_once() -> None:
+def test_a_batch_carries_every_key_of_each_prompt_and_is_taken_once() -> None:
+    """Every key, not only those the local record wrote (from the level it knew on): the
+    other instance may lack the shallower ones."""
     exchange = AffinityExchange()
     table = shared(exchange, [deployment(0, "a"), deployment(1, "b")])
     table.record(Prefix((1, 2), 3000), index=0, known=-1)
     table.record(Prefix((1, 2, 3, 4, 5), 20_000), index=0, known=1)  # the next turn: level 1 was known
     payload = exchange.batch()
     assert payload is not None
-    assert orjson.loads(payload) == [["m|a|a", 3000, 1, 2], ["m|a|a", 20_000, 2, 3, 4, 5]]
+    assert orjson.loads(payload) == [["m|a|a", 3000, 1, 2], ["m|a|a", 20_000, 1, 2, 3, 4, 5]]
     assert exchange.batch() is None  # taken: the next batch has only what comes after
 
 
@@ -91,6 +93,22 @@ def test_the_tables_of_a_replaced_runtime_drop_out() -> None:
     assert [len(tables) for tables in exchange.tables.values()] == [1, 1]
     shared(exchange, [deployment(4, "c"), deployment(5, "d")])  # a later route prunes what is gone
     assert sorted(exchange.tables) == ["m|a|a", "m|b|b", "m|c|c", "m|d|d"]
+
+
+def test_a_reloads_new_table_takes_over_what_the_old_one_knew_by_deployment_key() -> None:
+    exchange = AffinityExchange()
+    old = shared(exchange, [deployment(0, "a"), deployment(1, "b"), deployment(2, "c")])
+    old.local.capacity = 3
+    for n, index in enumerate((0, 1, 2, 1)):  # key n to deployment `index`; key 0 is evicted
+        old.record(Prefix((n,), 3000 + n), index=index, known=-1)
+    new = shared(exchange, [deployment(5, "b"), deployment(6, "a"), deployment(7, "d")])  # c went, d came
+    assert list(new.local.table.items()) == [(1, ((5, 3001),)), (3, ((5, 3003),))]  # c's key left out
+    old.local.capacity = 4
+    old.record(Prefix((9,), 3009), index=0, known=-1)
+    assert len(new.local) == 2  # taken over once, when built
+    other = shared(exchange, [deployment(8, "a"), deployment(9, "b")])
+    assert other.local.table  # the model's latest table is the one taken over
+    assert exchange.outbox  # the old one's records still go out meanwhile
 
 
 def test_a_route_of_one_deployment_keeps_its_own_table() -> None:
