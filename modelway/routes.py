@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from modelway.config.schema import Config, DeploymentConfig, ModelConfig
 from modelway.deployment import Deployment, usable
@@ -19,13 +19,13 @@ from modelway.discovery import Discovery
 from modelway.failover.budget import RetryBudget
 from modelway.importing import resolve
 from modelway.strategies import STRATEGIES
-from modelway.strategies.affinity import KeepsAffinity, MemoryAffinity
+from modelway.strategies.affinity import MemoryAffinity
 from modelway.strategies.base import BaseStrategy
 
 if TYPE_CHECKING:
     from modelway.failover.health import HealthState
     from modelway.providers.base import Provider
-    from modelway.strategies.affinity import ShareAffinity
+    from modelway.strategies.affinity import KeepsAffinity, ShareAffinity
     from modelway.strategies.base import Strategy
 
 ROUTER_ROUTES_MAX = 1024  # cached (provider, target_model) routes of routers' deployment decisions
@@ -78,9 +78,9 @@ class ModelTable:
     def build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]
         strategy = resolve(STRATEGIES, model.strategy, "strategy")(model, deployments)
-        share = self._share_affinity
-        if share is not None and isinstance(strategy, KeepsAffinity) and isinstance(strategy.affinity, MemoryAffinity):
-            strategy.affinity = share(deployments, strategy.affinity)
+        table = getattr(strategy, "affinity", None)
+        if self._share_affinity is not None and isinstance(table, MemoryAffinity):
+            cast("KeepsAffinity", strategy).affinity = self._share_affinity(deployments, table)
         return ModelRoute(model.name, model, deployments, strategy)
 
     def _build_deployment(self, public_name: str, d: DeploymentConfig) -> Deployment:

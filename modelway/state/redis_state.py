@@ -233,6 +233,7 @@ class RedisState:
     async def read_loop(self) -> None:
         last: dict[Any, Any] | None = None  # stream → where it is read on from
         affinity = self.affinity_stream.encode()
+        own = self.instance.encode()
         while True:
             if not self.link.up:
                 await asyncio.sleep(INFLIGHT_INTERVAL_S)  # the ticker finds Redis back
@@ -250,7 +251,7 @@ class RedisState:
                 for entry_id, fields in entries:
                     last[name] = entry_id
                     if name == affinity:
-                        if fields.get(b"o") != self.instance.encode():
+                        if fields.get(b"o") != own:
                             self.exchange.apply(fields.get(b"b", b""))
                     else:
                         self.apply(entry_id, fields)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
 from modelway.strategies.prefix import BOUNDARIES, Prefix
 
@@ -43,10 +43,10 @@ class AffinityTable(Protocol):
         to which its keys were recorded for it already (-1: none)."""
 
 
-@runtime_checkable
 class KeepsAffinity(Protocol):
-    """A strategy with an affinity table (prefix_affinity): the table it is built with
-    is a MemoryAffinity, which the state backend may replace with a shared one."""
+    """A strategy with an affinity table (prefix_affinity, and a user's strategy alike): one
+    whose `affinity` is a MemoryAffinity once built gets from the route table the one the
+    state backend gives for it (routes.py: the same with memory, shared with redis)."""
 
     affinity: AffinityTable
 
