@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from modelway.config.schema import Config, DeploymentConfig, ModelConfig
 from modelway.deployment import Deployment, usable
@@ -19,11 +19,13 @@ from modelway.discovery import Discovery
 from modelway.failover.budget import RetryBudget
 from modelway.importing import resolve
 from modelway.strategies import STRATEGIES
+from modelway.strategies.affinity import MemoryAffinity
 from modelway.strategies.base import BaseStrategy
 
 if TYPE_CHECKING:
     from modelway.failover.health import HealthState
     from modelway.providers.base import Provider
+    from modelway.strategies.affinity import KeepsAffinity, ShareAffinity
     from modelway.strategies.base import Strategy
 
 ROUTER_ROUTES_MAX = 1024  # cached (provider, target_model) routes of routers' deployment decisions
@@ -49,9 +51,19 @@ class ModelRoute:
 
 
 class ModelTable:
-    def __init__(self, config: Config, providers: Mapping[str, Provider], health: HealthState) -> None:
+    """`share_affinity`: where a strategy that keeps an affinity table gets the one it
+    uses (the state backend's `affinity`: shared by the instances with redis); None: its own."""
+
+    def __init__(
+        self,
+        config: Config,
+        providers: Mapping[str, Provider],
+        health: HealthState,
+        share_affinity: ShareAffinity | None = None,
+    ) -> None:
         self.providers = providers
         self._health = health
+        self._share_affinity = share_affinity
         self._indexes = itertools.count()
         self.models: dict[str, ModelRoute] = {m.name: self.build_route(m) for m in config.models}
         for route in self.models.values():
@@ -66,6 +78,9 @@ class ModelTable:
     def build_route(self, model: ModelConfig) -> ModelRoute:
         deployments = [self._build_deployment(model.name, d) for d in model.deployments]
         strategy = resolve(STRATEGIES, model.strategy, "strategy")(model, deployments)
+        table = getattr(strategy, "affinity", None)
+        if self._share_affinity is not None and isinstance(table, MemoryAffinity):
+            cast("KeepsAffinity", strategy).affinity = self._share_affinity(deployments, table)
         return ModelRoute(model.name, model, deployments, strategy)
 
     def _build_deployment(self, public_name: str, d: DeploymentConfig) -> Deployment:

@@ -98,7 +98,7 @@ class Runtime:
                 self.taken_over.add(p.name)
             else:
                 self.providers[p.name] = resolve(PROVIDER_KINDS, p.kind, "provider kind")(p)
-        self.table = ModelTable(config, self.providers, self.failover.health)
+        self.table = ModelTable(config, self.providers, self.failover.health, self.state.affinity)
         self.models = self.table.models
         self.discovery = self.table.discovery
         self.prober = HealthProber(

@@ -6,6 +6,8 @@ interface, kept in this process (`memory`, the default) or in Redis (`redis`).
                  whose changes a shared backend publishes and applies from the others
     attach(...)  the runtime whose deployments it applies others' news to (a reload
                  attaches its new runtime) and whose in-flight counts it publishes
+    affinity(...) the affinity table of a route's prefix_affinity strategy: the memory
+                 one it was built with, or one whose records the other instances get too
     start/close  with the runtime that made it; a reload with the same `state:` takes it over
 
 The request path never waits on it for what it can read locally: cooldowns and key states
@@ -16,7 +18,7 @@ script, bounded by `state.timeout_ms`), since its limits are exact across instan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from modelway.config.schema import CooldownConfig
     from modelway.deployment import Deployment
     from modelway.providers.base import Provider
+    from modelway.strategies.affinity import AffinityTable, MemoryAffinity
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,10 @@ class StateBackend(Protocol):
     def health(self, cooldown: CooldownConfig) -> HealthState: ...
 
     def attach(self, attached: Attached) -> None: ...
+
+    def affinity(self, deployments: Sequence[Deployment], table: MemoryAffinity) -> AffinityTable:
+        """The table a route's strategy keeps, given the route's deployments and the table
+        the strategy was built with (called as routes are built, before `start`)."""
 
     async def start(self) -> None: ...
 
@@ -72,6 +79,9 @@ class MemoryState:
 
     def attach(self, attached: Attached) -> None:
         return None
+
+    def affinity(self, deployments: Sequence[Deployment], table: MemoryAffinity) -> AffinityTable:
+        return table
 
     async def start(self) -> None:
         return None

@@ -5,6 +5,7 @@ on one slot):
 
     <prefix>{limit}:<key name>           rpm/tpm buckets (state/limits.py), one script per request
     <prefix>{state}:events               a stream of health and pool-key events (state/shared.py)
+    <prefix>{state}:affinity             a stream of batches of affinity records (state/affinity.py)
     <prefix>{state}:instances            a sorted set of the live instances
     <prefix>{state}:inflight:<instance>  an instance's in-flight counts, with a TTL
 
@@ -12,15 +13,19 @@ Three background tasks, none of them on the request path:
 
 - the writer sends what this instance publishes (events, tpm charges) as soon as there is
   some, in one pipeline per batch;
-- the reader waits on the stream (XREAD BLOCK on a connection of its own) and applies
+- the reader waits on both streams (XREAD BLOCK on a connection of its own) and applies
   the others' events to the local records at once: a cooldown set by one instance is
   honoured by every other within milliseconds (1 s promised). At start it reads the last
-  hour's events, so an instance that joins honours the cooldowns in force;
+  hour's events, so an instance that joins honours the cooldowns in force (but no past
+  affinity: it learns prefixes from the records published after it started);
 - the ticker, every INFLIGHT_INTERVAL_S, writes this instance's in-flight counts under its
   own key with a TTL of INFLIGHT_TTL_S and reads the others' (one script): a crashed
   instance's counts expire with its key. It is also what finds Redis back after an outage
   (the link's probe); this instance then announces its cooldowns and key states again, so
   that a Redis that lost everything, and the instances that missed events, reconverge.
+  Then it publishes the affinity records made since its last tick as one batch (one XADD):
+  the others route a conversation's next turn where this instance sent its last one
+  within INFLIGHT_INTERVAL_S. While Redis is down they wait in a bounded outbox.
 """
 
 from __future__ import annotations
@@ -38,20 +43,26 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis.asyncio as aioredis
 
+from modelway.state.affinity import AffinityExchange
 from modelway.state.limits import RedisLimits
 from modelway.state.link import RedisLink, connect
 from modelway.state.shared import Event, SharedHealth
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from modelway.config.schema import CooldownConfig, StateConfig
+    from modelway.deployment import Deployment
     from modelway.failover.health import HealthState
     from modelway.state.backend import Attached
+    from modelway.strategies.affinity import AffinityTable, MemoryAffinity
 
 log = logging.getLogger("modelway.state")
 
 INFLIGHT_INTERVAL_S = 0.25
 INFLIGHT_TTL_S = 2.0
 STREAM_MAXLEN = 10_000  # events kept (approximately): catching up reads at most these
+AFFINITY_MAXLEN = 256  # affinity batches kept (approximately): the others read them within ms
 CATCHUP_S = 3600  # the longest cooldown an event can announce (a Retry-After is capped at an hour)
 READ_BLOCK_MS = 1000
 READ_COUNT = 500
@@ -94,6 +105,8 @@ class RedisState:
         self.limits.wake = self.wake
         self.instance = instance_id()
         self.stream = self.link.key("state", "events")
+        self.affinity_stream = self.link.key("state", "affinity")
+        self.exchange = AffinityExchange()
         self.registry = self.link.key("state", "instances")
         self.own_key = self.link.key("state", "inflight", self.instance)
         self.inflight_prefix = self.link.key("state", "inflight", "")
@@ -117,6 +130,9 @@ class RedisState:
     def attach(self, attached: Attached) -> None:
         self.attached = attached
 
+    def affinity(self, deployments: Sequence[Deployment], table: MemoryAffinity) -> AffinityTable:
+        return self.exchange.table(deployments, table)
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.tasks = [
@@ -133,6 +149,7 @@ class RedisState:
         if self.link.up:  # flush what is left, and leave: this instance's counts go at once
             await self.send_outbox()
             await self.limits.flush()
+            await self.send_affinity()  # the others may take this instance's conversations on
 
             async def leave(client: aioredis.Redis) -> Any:
                 pipe = client.pipeline(transaction=False)
@@ -155,6 +172,7 @@ class RedisState:
             **self.link.describe(),
             "instance": self.instance,
             "other_instances": self.others_seen,
+            **self.exchange.describe(),
         }
 
     # -- publishing ---------------------------------------------------------------------
@@ -197,30 +215,50 @@ class RedisState:
 
         await self.link.call(send)  # lost when Redis fails: announced again when it is back
 
+    async def send_affinity(self) -> None:
+        """The affinity records made since the last call, as one batch; kept (the latest
+        OUTBOX_MAX) while Redis is down, lost if the call fails."""
+        if not self.link.up:
+            return
+        payload = self.exchange.batch()
+        if payload is None:
+            return
+        fields: dict[Any, Any] = {"o": self.instance, "b": payload}
+        await self.link.call(
+            lambda client: client.xadd(self.affinity_stream, fields, maxlen=AFFINITY_MAXLEN, approximate=True)
+        )
+
     # -- reading the others' events -----------------------------------------------------
 
     async def read_loop(self) -> None:
-        last_id: bytes | str | None = None
+        last: dict[Any, Any] | None = None  # stream → where it is read on from
+        affinity = self.affinity_stream.encode()
+        own = self.instance.encode()
         while True:
             if not self.link.up:
                 await asyncio.sleep(INFLIGHT_INTERVAL_S)  # the ticker finds Redis back
                 continue
             try:
-                if last_id is None:
-                    last_id = await self.catch_up()
+                if last is None:
+                    last = await self.catch_up()
                     continue
-                reply: Any = await self.reader.xread({self.stream: last_id}, count=READ_COUNT, block=READ_BLOCK_MS)
+                reply: Any = await self.reader.xread(last, count=READ_COUNT, block=READ_BLOCK_MS)
             except BROKEN as exc:
                 self.link.failed(exc)
                 continue
-            for _stream, entries in reply or ():
+            for stream, entries in reply or ():
+                name = bytes(stream)
                 for entry_id, fields in entries:
-                    last_id = entry_id
-                    self.apply(entry_id, fields)
+                    last[name] = entry_id
+                    if name == affinity:
+                        if fields.get(b"o") != own:
+                            self.exchange.apply(fields.get(b"b", b""))
+                    else:
+                        self.apply(entry_id, fields)
 
-    async def catch_up(self) -> bytes | str:
+    async def catch_up(self) -> dict[Any, Any]:
         """Apply the events of the last CATCHUP_S (cooldowns still in force), and return
-        where the reading goes on from."""
+        where the reading of each stream goes on from (affinity: from now)."""
         now: Any = await self.reader.time()
         seconds, micros = now
         now_ms = seconds * 1000 + micros // 1000
@@ -229,7 +267,8 @@ class RedisState:
                                            count=STREAM_MAXLEN)
         for entry_id, fields in entries:
             self.apply(entry_id, fields)
-        return bytes(entries[-1][0]) if entries else f"{now_ms}-0"
+        events = bytes(entries[-1][0]) if entries else f"{now_ms}-0"
+        return {self.stream.encode(): events, self.affinity_stream.encode(): f"{now_ms}-0"}
 
     def apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         attached = self.attached
@@ -248,8 +287,9 @@ class RedisState:
         while True:
             try:
                 await self.tick()
+                await self.send_affinity()
             except Exception:  # a bug here must not stop sharing for good
-                log.exception("state backend: publishing in-flight counts failed")
+                log.exception("state backend: publishing in-flight counts or affinity failed")
             await asyncio.sleep(INFLIGHT_INTERVAL_S)
 
     async def tick(self) -> None:

@@ -12,18 +12,22 @@ bytes; the prompt recorded with it says more — a conversation's next turn exte
 last one's prompt, so it shares all of it — but never past the next boundary, where the
 two prompts could part without a key to show it.
 
-`AffinityTable` is the interface, so that a table shared by gateway instances (through
-the state backend, beside its in-flight counts) can stand in for the memory one; until
-then each instance keeps its own (docs/prefix-routing.md says what that costs).
+`AffinityTable` is the interface, so that a table shared by gateway instances can stand
+in for the memory one: a strategy that keeps one (`KeepsAffinity`) is handed, once built,
+to the state backend, which with redis wraps it in a table whose records also reach the
+other instances (state/affinity.py); with memory it stays as it is.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection
-from typing import Protocol
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from modelway.strategies.prefix import BOUNDARIES, Prefix
+
+if TYPE_CHECKING:
+    from modelway.deployment import Deployment
 
 DEFAULT_CAPACITY = 32_768  # a conversation takes about ten keys
 HOLDERS = 4
@@ -37,6 +41,14 @@ class AffinityTable(Protocol):
     def record(self, prefix: Prefix, index: int, known: int) -> None:
         """A request with this prefix went to deployment `index`; `known` is the level up
         to which its keys were recorded for it already (-1: none)."""
+
+
+class KeepsAffinity(Protocol):
+    """A strategy with an affinity table (prefix_affinity, and a user's strategy alike): one
+    whose `affinity` is a MemoryAffinity once built gets from the route table the one the
+    state backend gives for it (routes.py: the same with memory, shared with redis)."""
+
+    affinity: AffinityTable
 
 
 class MemoryAffinity:
@@ -82,3 +94,20 @@ class MemoryAffinity:
                 table.move_to_end(key)
         while len(table) > self.capacity:
             table.popitem(last=False)
+
+    def adopt(self, other: MemoryAffinity, moved: Mapping[int, int]) -> None:
+        """Take `other`'s keys over, in their LRU order (a reload's new table, its
+        predecessor's), each holder's deployment index mapped by `moved`: holders not in
+        it are left out, and keys left with none."""
+        table = self.table
+        for key, holders in other.table.items():
+            kept = tuple((moved[index], size) for index, size in holders if index in moved)
+            if kept:
+                table[key] = kept
+        while len(table) > self.capacity:
+            table.popitem(last=False)
+
+
+# What a route's strategy gets its table from: the state backend's `affinity`, given the
+# route's deployments and the table the strategy was built with.
+ShareAffinity = Callable[[Sequence["Deployment"], MemoryAffinity], AffinityTable]
