@@ -21,6 +21,7 @@ from modelway.importing import resolve
 from modelway.strategies import STRATEGIES
 from modelway.strategies.affinity import MemoryAffinity
 from modelway.strategies.base import BaseStrategy
+from modelway.strategies.holding import Holding, SlotGate
 
 if TYPE_CHECKING:
     from modelway.failover.health import HealthState
@@ -43,11 +44,14 @@ class ModelRoute:
     budget: RetryBudget = field(default_factory=RetryBudget)  # per public model, as Envoy's is per cluster
     observes: bool = True  # False when the strategy ignores outcomes: no Outcome is built per request
     chain: list[ModelRoute] = field(default_factory=list)  # itself, then its fallbacks: set by the table
+    gate: SlotGate | None = None  # where requests wait for a slot, when the strategy holds them (late binding)
 
     def __post_init__(self) -> None:
         priorities = sorted({d.priority for d in self.deployments}, reverse=True)
         self.groups = [[d for d in self.deployments if d.priority == p] for p in priorities]
         self.observes = getattr(type(self.strategy), "observe", None) is not BaseStrategy.observe
+        if isinstance(self.strategy, Holding) and len(self.deployments) > 1:
+            self.gate = SlotGate()
 
 
 class ModelTable:

@@ -39,7 +39,15 @@ class RouteChain:
 
     def next(self, view: View, tried: Tried, rekey: set[int]) -> tuple[ModelRoute, Deployment] | None:
         """The next deployment to try, chosen by its route's strategy, with the route."""
-        now = view.now
+        found = self.candidates(view.now, tried, rekey)
+        if found is None:
+            return None
+        route, candidates = found
+        return route, route.strategy.choose(view, candidates)
+
+    def candidates(self, now: float, tried: Tried, rekey: set[int]) -> tuple[ModelRoute, list[Deployment]] | None:
+        """The deployments the next one is chosen from (the first route and priority group
+        with a usable one), with their route."""
         for route in self.routes:
             for group in route.groups:
                 candidates = [d for d in group if self._eligible(d, tried, rekey, now)]
@@ -48,7 +56,7 @@ class RouteChain:
                         # Deployments near their upstream rate limit go last, not out.
                         roomy = [d for d in candidates if d.stats.quota_low_until <= now]
                         candidates = roomy or candidates
-                    return route, route.strategy.choose(view, candidates)
+                    return route, candidates
         return None
 
     def has_next(self, tried: Tried, rekey: set[int], now: float) -> bool:

@@ -36,6 +36,7 @@ from modelway.errors import (
 from modelway.failover.chain import RouteChain, Tried
 from modelway.proxy.exchange import Answer, AttemptRecord, exchange
 from modelway.strategies.base import NO_LOAD
+from modelway.strategies.holding import HOLD_MAX_S, RECHECK_S, Holding
 from modelway.strategies.prefix import prefix_of
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ class AttemptLoop:
         self.last_settled: AttemptRecord | None = None  # with hedging, not always the last launched
         self.stop = False  # a failure that must not be retried
         self.stale: AttemptRecord | None = None  # failed on a stale connection: to re-send on a fresh one
+        self.held_since: float | None = None  # when it began waiting at the gateway for a slot (late binding)
 
     def pick(self, hedge: bool = False, probe: bool = False) -> AttemptRecord | None:
         now = time.monotonic()
@@ -115,7 +117,8 @@ class AttemptLoop:
             return None
         used.add(credential.index)
         self.rekey.discard(deployment.index)
-        record = AttemptRecord(route, deployment, credential, hedge=hedge)
+        record = AttemptRecord(route, deployment, credential, hedge=hedge, since=self.held_since)
+        self.held_since = None  # a held request's wait counts in its first attempt's times only
         self.history.append(record)
         return record
 
@@ -145,7 +148,47 @@ class AttemptLoop:
 
     def run(self) -> Coroutine[Any, Any, Answer]:
         self.route.budget.request()
+        if self.route.gate is not None:
+            return self.run_when_admitted()
         return self.run_in_turn() if self.hedge_s is None else self.run_hedged()
+
+    async def run_when_admitted(self) -> Answer:
+        await self.wait_for_slot()
+        return await (self.run_in_turn() if self.hedge_s is None else self.run_hedged())
+
+    async def wait_for_slot(self) -> None:
+        """Late binding (strategies/holding.py): while the deployment the route's strategy
+        would choose has no free slot, wait at the gateway — until a request of the route
+        ends or RECHECK_S passes, at most HOLD_MAX_S — and let it choose again."""
+        route = self.route
+        gate = route.gate
+        strategy = route.strategy
+        if gate is None or not isinstance(strategy, Holding):
+            return
+        ticket: int | None = None
+        while True:
+            now = time.monotonic()
+            found = self.chain.candidates(now, self.tried, self.rekey)
+            if found is None or found[0] is not route:  # nothing usable, or a fallback's turn: as without
+                return
+            view = RequestView(self.request, self.settings.load, now)
+            candidates = found[1]
+            if not strategy.may_hold(view, candidates):
+                return
+            proposed = strategy.propose(view, candidates)
+            if strategy.admit(view, proposed):
+                return
+            if ticket is None:
+                ticket, self.held_since = gate.ticket(), now
+            left = self.held_since + HOLD_MAX_S - now if self.held_since is not None else 0.0
+            if left <= 0:
+                return
+            index = proposed.index
+            strategy.held[index] = strategy.held.get(index, 0) + 1
+            try:
+                await gate.wait(ticket, min(RECHECK_S, left))
+            finally:
+                strategy.held[index] -= 1
 
     async def run_hedged(self) -> Answer:
         """Exchanges as tasks, so that a hedge can race the first one."""

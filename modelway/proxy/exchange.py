@@ -51,6 +51,7 @@ class AttemptRecord:
     error: str | None = None
     stale: bool = False  # failed on a reused keep-alive connection the upstream had closed
     headers_at: float | None = None  # when the upstream's response headers arrived
+    since: float | None = None  # when the request began waiting at the gateway for this slot: its times count from then
 
     def describe(self) -> str:
         key = f" key#{self.credential.index}" if self.deployment.provider.credentials.pooled else ""
@@ -89,6 +90,9 @@ class Answer:
         self.finished = True
         self.upstream.close()
         self.deployment.stats.inflight -= 1
+        gate = self.route.gate
+        if gate is not None:
+            gate.wake()
         if observe and self.route.observes:
             now = time.monotonic()
             self.route.strategy.observe(
@@ -192,7 +196,7 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
         )
     else:
         translation, outgoing = crossing
-    started = time.monotonic()
+    started = record.since or time.monotonic()
     deployment.stats.inflight += 1
     try:
         if translation is not None and translation.local:
@@ -201,6 +205,8 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
             upstream = await provider.send(outgoing, record.credential)
     except BaseException as exc:
         deployment.stats.inflight -= 1
+        if route.gate is not None:
+            route.gate.wake()
         # A stale keep-alive connection says nothing about the deployment: not observed.
         if isinstance(exc, UpstreamError) and route.observes and not isinstance(exc, UpstreamStaleConnection):
             now = time.monotonic()

@@ -19,6 +19,13 @@ Gateway instances (`Gateways`): each has its own in-flight counts and strategy s
 live counts plus the others' last published ones (the redis state backend's design); with
 `share="all"` a strategy's affinity table is shared too, each instance's records reaching
 the others at the next publish.
+
+Late binding (strategies/holding.py): a strategy that holds a request instead of queueing
+it at a full engine gets it back, as the request path does, when a request of the same
+instance and model ends (the WAKE_PER_END oldest) and every RECHECK_S (all of them), and
+sends it at the latest after HOLD_MAX_S. Its times count from its arrival, for the strategy
+too (the request path's Outcome does the same): the wait for the slot it was held for is
+part of what choosing that deployment cost, as the engine's queue was.
 """
 
 from __future__ import annotations
@@ -37,15 +44,16 @@ from modelway.runtime import Runtime
 from modelway.simulate.backends import Backend, BackendSpec, Job
 from modelway.simulate.view import SimView, shared_affinity
 from modelway.strategies.base import NO_LOAD, BaseStrategy, Outcome
+from modelway.strategies.holding import HOLD_MAX_S, RECHECK_S, WAKE_PER_END, Holding
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
-    from modelway.simulate.workload import Workload
+    from modelway.simulate.workload import SimRequest, Workload
 
 ORACLE = "oracle"
 
 # Event kinds, in the order they run when they fall on the same instant.
-SPEED, PUBLISH, REFRESH, DONE, ARRIVE = range(5)
+SPEED, PUBLISH, REFRESH, DONE, RECHECK, ARRIVE = range(6)
 SHARES = ("none", "inflight", "all")
 
 
@@ -142,6 +150,10 @@ def simulate(
         heapq.heappush(heap, (refresh_s * number / count, REFRESH, next(seq), number))
     if shared:
         heapq.heappush(heap, (0.0, PUBLISH, next(seq), None))
+    holding = not oracle and any(isinstance(r.strategy, Holding) for rt in runtimes for r in rt.models.values())
+    if holding:
+        heapq.heappush(heap, (RECHECK_S, RECHECK, next(seq), None))
+    held: dict[tuple[int, str], list[tuple[SimRequest, int]]] = {}  # by instance and model, oldest first
 
     loads: list[Mapping[str, float]] = [NO_LOAD] * count
     others: list[dict[int, int]] = [{} for _ in range(count)]  # what the other instances published
@@ -151,6 +163,40 @@ def simulate(
 
     def finish_at(job: Job) -> None:
         heapq.heappush(heap, (job.done, DONE, next(seq), job))
+
+    def send(request: SimRequest, number: int, route: ModelRoute, deployment: Deployment, now: float) -> None:
+        deployment.stats.inflight += 1
+        backend = backends[deployment.provider.name]
+        job = Job(request, backend, deployment, route, request.arrival, number)
+        jobs.append(job)
+        if backend.admit(job, now):
+            finish_at(job)
+
+    def place(request: SimRequest, number: int, route: ModelRoute, candidates: list[Deployment], now: float) -> None:
+        """Send the request, or hold it (late binding) where its strategy would rather."""
+        strategy = route.strategy
+        view = SimView(now, loads[number], request, others[number] if shared else None)
+        if isinstance(strategy, Holding) and now - request.arrival < HOLD_MAX_S and strategy.may_hold(view, candidates):
+            proposed = strategy.propose(view, candidates)
+            if not strategy.admit(view, proposed):
+                strategy.held[proposed.index] = strategy.held.get(proposed.index, 0) + 1
+                held.setdefault((number, request.model), []).append((request, proposed.index))
+                return
+        send(request, number, route, strategy.choose(view, candidates), now)
+
+    def release(number: int, model: str, now: float, limit: int | None) -> None:
+        """Take held requests again, the oldest first: each is sent, or held anew."""
+        waiting = held.get((number, model))
+        if not waiting:
+            return
+        route = runtimes[number].models[model]
+        strategy = route.strategy
+        assert isinstance(strategy, Holding)
+        taken, held[(number, model)] = waiting[:limit], waiting[len(waiting[:limit]) :]
+        for request, index in taken:
+            strategy.held[index] -= 1
+            place(request, number, route, candidates_of(route) or route.deployments, now)
+        held[(number, model)].sort(key=lambda entry: entry[0].arrival)  # those held anew keep their turn
 
     while heap and pending:
         now, kind, _, item = heapq.heappop(heap)
@@ -166,15 +212,9 @@ def simulate(
                 deployment = min(
                     candidates, key=lambda d: backends[d.provider.name].expected_ttft(request, now)
                 )
+                send(request, number, route, deployment, now)
             else:
-                view = SimView(now, loads[number], request, others[number] if shared else None)
-                deployment = route.strategy.choose(view, candidates)
-            deployment.stats.inflight += 1
-            backend = backends[deployment.provider.name]
-            job = Job(request, backend, deployment, route, now, number)
-            jobs.append(job)
-            if backend.admit(job, now):
-                finish_at(job)
+                place(request, number, route, candidates, now)
         elif kind == DONE:
             job = item
             pending -= 1
@@ -196,6 +236,12 @@ def simulate(
             started = job.backend.finish(job, now)
             if started is not None:
                 finish_at(started)
+            if holding:
+                release(job.instance, job.request.model, now, WAKE_PER_END)
+        elif kind == RECHECK:
+            for number, model in list(held):
+                release(number, model, now, None)
+            heapq.heappush(heap, (now + RECHECK_S, RECHECK, next(seq), None))
         elif kind == REFRESH:
             loads[item] = {
                 provider_key(b.name): load_score(len(b.queue), b.busy, b.busy / b.spec.slots)
@@ -215,6 +261,7 @@ def simulate(
             heapq.heappush(heap, (now + gateways.publish_s, PUBLISH, next(seq), None))
         else:
             backends[item.backend].speed = item.speed
+    jobs.sort(key=lambda j: j.arrival)  # held requests were sent after later arrivals
     return RunResult(strategy, jobs, list(backends.values()), rejected)
 
 

@@ -27,6 +27,14 @@ refresh, less view.inflight when that refresh is first seen, averaged over refre
 (OTHERS_ALPHA: a refresh is read a moment after it was taken, so one difference is
 noisy). With several gateway instances and nothing shared, that is what shows the
 others' requests; with one, or with shared counts, it stays near zero.
+
+Late binding (the `Holding` side, used by the request path: proxy/hold.py): a request
+whose choice has no free slot waits at the gateway, not in that engine's queue, and is
+chosen again whenever a slot of the route frees — so it goes where a slot frees first,
+not where one was guessed to. Only for deployments whose slots are known exactly: an
+engine seen queueing (waiting > 0) while running its highest count (`saturated`);
+without engine metrics nothing is ever held. A held request counts where it would go
+(`held`), so the requests after it see the queue it makes.
 """
 
 from __future__ import annotations
@@ -59,8 +67,14 @@ class ExpectedDelay(BaseStrategy):
         self.seen_at: dict[int, float] = {}
         self._snapshot: Mapping[str, float] | None = None  # the metrics snapshot last seen
         self.others: dict[int, float] = {}  # requests the engine's gauges show beyond view.inflight
+        self.saturated: set[int] = set()  # deployments whose engine was seen queueing at its slots
+        self.held: dict[int, int] = {}  # requests held at the gateway, by where they would go
 
     def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        return self.propose(view, candidates)
+
+    def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        """The choice, without recording it (prefix_affinity records in `choose`)."""
         self._learn_slots(view.load, candidates)
         if len(candidates) == 1:
             return candidates[0]
@@ -71,6 +85,24 @@ class ExpectedDelay(BaseStrategy):
         if self.measured(candidates):
             return min(candidates, key=lambda d: self.expected_delay(d, counts[d.index]))
         return min(candidates, key=lambda d: ((counts[d.index] + 1) / d.weight, -d.weight))
+
+    def may_hold(self, view: View, candidates: Sequence[Deployment]) -> bool:
+        """Cheap: could a request be held now — a candidate known saturated with no free slot."""
+        saturated = self.saturated
+        if not saturated or len(candidates) < 2:
+            return False
+        return any(not self.admit(view, d) for d in candidates)
+
+    def admit(self, view: View, deployment: Deployment) -> bool:
+        """May a request go to `deployment` now (False: hold it at the gateway)?"""
+        i = deployment.index
+        if i not in self.saturated or i not in self.slots:
+            return True
+        return self._engine_count(view, deployment) + 1 <= self.slots[i]
+
+    def _engine_count(self, view: View, deployment: Deployment) -> float:
+        """Requests sent to the deployment's engine (held ones not counted)."""
+        return view.inflight(deployment) + max(self.others.get(deployment.index, 0.0) - OTHERS_NOISE, 0.0)
 
     def probe(self, view: View, candidates: Sequence[Deployment]) -> Deployment | None:
         """An idle candidate not measured for STALE_AFTER_S, once per STALE_AFTER_S."""
@@ -93,6 +125,7 @@ class ExpectedDelay(BaseStrategy):
         if fresh:
             self._snapshot = metrics
         others = self.others
+        held = self.held
         counts: dict[int, float] = {}
         for deployment in candidates:
             i = deployment.index
@@ -104,7 +137,7 @@ class ExpectedDelay(BaseStrategy):
                     beyond = engine.running + engine.waiting - mine
                     previous = others.get(i)
                     others[i] = beyond if previous is None else previous + OTHERS_ALPHA * (beyond - previous)
-            counts[i] = mine + max(others.get(i, 0.0) - OTHERS_NOISE, 0.0)
+            counts[i] = mine + max(others.get(i, 0.0) - OTHERS_NOISE, 0.0) + held.get(i, 0)
         return counts
 
     def expected_delay(self, deployment: Deployment, inflight: float) -> tuple[float, float]:
@@ -120,9 +153,14 @@ class ExpectedDelay(BaseStrategy):
         for deployment in candidates:
             score = metrics.get(provider_key(deployment.provider.name))
             if score is not None:
-                running = int(unpack_score(score).running)
-                if running > self.slots.get(deployment.index, 0):
-                    self.slots[deployment.index] = running
+                engine = unpack_score(score)
+                running = int(engine.running)
+                i = deployment.index
+                known = self.slots.get(i, 0)
+                if running > known:
+                    self.slots[i] = running
+                if engine.waiting > 0 and running >= known:
+                    self.saturated.add(i)  # queueing at its highest running count: slots are exact
 
     def observe(self, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -52,22 +52,30 @@ class PrefixAffinity(ExpectedDelay):
         super().__init__(model, deployments)
         self.affinity: AffinityTable = MemoryAffinity()
         self.typical: dict[int, float] = {}  # EWMA of the uncached bytes sent to each deployment
+        self._proposed: tuple[Prefix | None, Mapping[int, tuple[int, int]]] = (None, {})  # the last propose's
 
     def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
-        self._learn_slots(view.load, candidates)
-        prefix = view.prefix()
-        keys = prefix.keys if prefix is not None else ()
-        matches = self.affinity.matches(prefix, {d.index for d in candidates}) if prefix and keys else {}
-        chosen = self.pick(view, candidates, prefix, matches)
+        chosen = self.propose(view, candidates)
+        prefix, matches = self._proposed
         i = chosen.index
         level, held = matches.get(i, (-1, 0))
-        if prefix is not None and keys:
+        if prefix is not None and prefix.keys:
             self.affinity.record(prefix, i, level)
         if prefix is not None:
             uncached = prefix.size - held
             typical = self.typical.get(i)
             self.typical[i] = uncached if typical is None else typical + PREFILL_ALPHA * (uncached - typical)
         return chosen
+
+    def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
+        """The choice, without recording it: a held request (late binding) is proposed again
+        when a slot frees, and only where it goes is recorded (`choose`)."""
+        self._learn_slots(view.load, candidates)
+        prefix = view.prefix()
+        keys = prefix.keys if prefix is not None else ()
+        matches = self.affinity.matches(prefix, {d.index for d in candidates}) if prefix and keys else {}
+        self._proposed = (prefix, matches)
+        return self.pick(view, candidates, prefix, matches)
 
     def pick(
         self,
