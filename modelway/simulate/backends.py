@@ -59,6 +59,7 @@ class Job:
     route: ModelRoute  # the route whose strategy observes it
     arrival: float
     instance: int = 0  # the gateway instance that routed it
+    sent: float = 0.0  # when the gateway sent it: after its arrival if it was held (late binding)
     start: float = 0.0
     first_token: float = 0.0
     done: float = 0.0

@@ -167,7 +167,7 @@ def simulate(
     def send(request: SimRequest, number: int, route: ModelRoute, deployment: Deployment, now: float) -> None:
         deployment.stats.inflight += 1
         backend = backends[deployment.provider.name]
-        job = Job(request, backend, deployment, route, request.arrival, number)
+        job = Job(request, backend, deployment, route, request.arrival, number, now)
         jobs.append(job)
         if backend.admit(job, now):
             finish_at(job)

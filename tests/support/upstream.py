@@ -67,6 +67,14 @@ class Upstream(ThreadedServer):
         self.metrics_text: str | None = None  # served at GET /metrics when set (Prometheus text)
         self.open_now = 0  # connections open at this moment
         self.peak_connections = 0  # the most ever open at once (since the last reset)
+        # Engine mode (set `slots`): at most `slots` POSTs run at once, the rest wait in
+        # line, as a vLLM engine's max-num-seqs; GET /metrics shows vLLM's gauges, live.
+        self.slots: int | None = None
+        self.running_now = 0
+        self.waiting_now = 0
+        self.peak_waiting = 0  # the longest line (since the last reset)
+        self.arrived = 0  # POSTs that reached it, in line or not (since the last reset)
+        self._line: asyncio.Semaphore | None = None
         super().__init__()
 
     @property
@@ -83,6 +91,8 @@ class Upstream(ThreadedServer):
         self.received.clear()
         self.cancelled = 0
         self.peak_connections = self.open_now
+        self.peak_waiting = self.waiting_now
+        self.arrived = 0
 
     async def _start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -123,6 +133,8 @@ class Upstream(ThreadedServer):
     async def _get(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None)
         behaviour = self.behaviour
+        if request.path == "/metrics" and self.slots is not None:
+            return web.Response(text=engine_metrics(self.waiting_now, self.running_now), content_type="text/plain")
         if request.path == "/metrics" and self.metrics_text is not None:
             return web.Response(text=self.metrics_text, content_type="text/plain")
         if request.path.endswith("/models"):
@@ -133,6 +145,28 @@ class Upstream(ThreadedServer):
         return web.json_response({"error": {"message": "not found"}}, status=404)
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
+        if self.slots is None:
+            return await self._handle_post(request)
+        if self._line is None:
+            self._line = asyncio.Semaphore(self.slots)
+        self.arrived += 1
+        if self._line.locked():  # every slot taken: it waits in line
+            self.waiting_now += 1
+            self.peak_waiting = max(self.peak_waiting, self.waiting_now)
+            try:
+                await self._line.acquire()
+            finally:
+                self.waiting_now -= 1
+        else:
+            await self._line.acquire()
+        self.running_now += 1
+        try:
+            return await self._handle_post(request)
+        finally:
+            self.running_now -= 1
+            self._line.release()
+
+    async def _handle_post(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = orjson.loads(raw)
@@ -265,3 +299,16 @@ class Upstream(ThreadedServer):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+def engine_metrics(waiting: int, running: int, kv: float = 0.5) -> str:
+    """vLLM's load gauges, in its Prometheus text format."""
+    return (
+        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        f'vllm:num_requests_waiting{{engine="0",model_name="m"}} {waiting}.0\n'
+        "# TYPE vllm:num_requests_running gauge\n"
+        f'vllm:num_requests_running{{engine="0",model_name="m"}} {running}.0\n'
+        "# TYPE vllm:kv_cache_usage_perc gauge\n"
+        f'vllm:kv_cache_usage_perc{{engine="0",model_name="m"}} {kv}\n'
+    )

@@ -1,0 +1,125 @@
+"""Late binding (strategies/holding.py): when expected_delay and prefix_affinity hold a
+request at the gateway, what a held request counts for, the gate held requests wait at,
+and the simulator driving it as the request path does."""
+
+from __future__ import annotations
+
+import asyncio
+
+from modelway.loadmetrics.score import load_score, provider_key
+from modelway.simulate.engine import simulate
+from modelway.simulate.scenarios import SCENARIOS
+from modelway.simulate.workload import poisson, token_lengths
+from modelway.strategies.base import FixedView, Outcome
+from modelway.strategies.holding import WAKE_PER_END, Holding, SlotGate
+from modelway.strategies.prefix import BOUNDARIES, Prefix
+
+from .helpers import deployment, strategy
+
+
+def engines(**gauges: tuple[int, int]) -> dict[str, float]:
+    """A metrics snapshot: provider name -> (waiting, running)."""
+    return {provider_key(name): load_score(waiting, running, 0.5) for name, (waiting, running) in gauges.items()}
+
+
+def measured(name: str = "expected_delay") -> tuple[object, list]:
+    ds = [deployment(0, "a"), deployment(1, "b")]
+    chooser = strategy(name, ds)
+    for d in ds:
+        chooser.observe(Outcome(d, True, 200, None, 6.0, 0.2, True, 0.0))
+    return chooser, ds
+
+
+def test_slots_are_trusted_for_holding_only_once_the_engine_queued_at_them() -> None:
+    chooser, (a, b) = measured()
+    assert isinstance(chooser, Holding)
+    a.stats.inflight, b.stats.inflight = 4, 2  # every request at the engines is this gateway's
+    busy = FixedView(load=engines(a=(0, 4), b=(0, 2)))
+    chooser.propose(busy, [a, b])
+    assert chooser.slots == {0: 4, 1: 2} and chooser.saturated == set()  # running alone: maybe more fit
+    assert chooser.admit(busy, a) and not chooser.may_hold(busy, [a, b])  # never held on a guess
+    a.stats.inflight = 5  # 4 running, 1 in the engine's line
+    full = FixedView(load=engines(a=(1, 4), b=(0, 2)))
+    chooser.propose(full, [a, b])
+    assert chooser.saturated == {0}
+    assert not chooser.admit(full, a)
+    assert chooser.may_hold(full, [a, b])
+    a.stats.inflight, b.stats.inflight = 3, 1
+    assert chooser.admit(full, a)  # a slot free again
+    assert chooser.admit(full, b)  # b never queued: its slots are not trusted to hold for
+
+
+def test_held_requests_count_where_they_would_go() -> None:
+    chooser, (a, b) = measured()
+    snapshot = engines(a=(1, 2), b=(1, 2))
+    view = FixedView(load=snapshot)
+    chooser.propose(view, [a, b])
+    assert chooser.propose(view, [a, b]) is a  # equal: the first
+    chooser.held[0] = 3  # three held for a: the next request would wait behind them
+    assert chooser.propose(view, [a, b]) is b
+
+
+def test_prefix_affinity_records_where_a_request_goes_not_where_it_was_proposed() -> None:
+    chooser, (a, b) = measured("prefix_affinity")
+    prompt = Prefix((11, 12), BOUNDARIES[1] + 10)
+    view = FixedView(prompt=prompt)
+    proposed = chooser.propose(view, [a, b])
+    assert chooser.affinity.matches(prompt, {0, 1}) == {}
+    chosen = chooser.choose(view, [a, b])
+    assert chosen is proposed
+    assert set(chooser.affinity.matches(prompt, {0, 1})) == {chosen.index}
+
+
+def test_the_gate_wakes_the_oldest_first_a_few_per_end_and_each_after_its_timeout() -> None:
+    async def scenario() -> None:
+        gate = SlotGate()
+        woken: list[int] = []
+
+        async def held(ticket: int, timeout_s: float) -> None:
+            await gate.wait(ticket, timeout_s)
+            woken.append(ticket)
+
+        tickets = [gate.ticket() for _ in range(WAKE_PER_END + 3)]
+        tasks = [asyncio.ensure_future(held(t, 5.0)) for t in reversed(tickets)]  # waiting in any order
+        leaving = asyncio.ensure_future(held(-1, 5.0))  # the oldest, but its client goes away
+        await asyncio.sleep(0)
+        leaving.cancel()
+        await asyncio.sleep(0)
+        assert gate.held == WAKE_PER_END + 3
+        gate.wake()
+        await asyncio.sleep(0)
+        assert woken == tickets[:WAKE_PER_END]  # oldest first, the cancelled one skipped
+        late = gate.ticket()
+        await asyncio.gather(held(late, 0.05))
+        assert woken[-1] == late  # its own timeout, the older ones still waiting
+        gate.wake()
+        await asyncio.gather(*tasks)
+        assert woken[WAKE_PER_END + 1 :] == tickets[WAKE_PER_END:]
+        assert gate.held == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_gate_drops_waiters_left_behind_by_timeouts() -> None:
+    async def scenario() -> None:
+        gate = SlotGate()
+        ticket = gate.ticket()
+        for _ in range(300):  # one request held again and again, no request ending meanwhile
+            await gate.wait(ticket, 0)
+        assert len(gate.waiters) <= 65
+
+    asyncio.run(scenario())
+
+
+def test_the_simulator_holds_at_the_gateway_what_the_engines_would_queue() -> None:
+    specs = SCENARIOS["hetero"].fleet()
+    workload = poisson(token_lengths(3000, seed=5), rate=4.2, seed=5)  # past 90% of the fleet
+    held = simulate("expected_delay", specs, workload)
+    plain = simulate("least_busy", specs, workload)  # holds nothing
+    for result in (held, plain):
+        assert len(result.jobs) == 3000 and len({id(j.request) for j in result.jobs}) == 3000
+        assert all(j.arrival <= j.sent <= j.start < j.first_token <= j.done for j in result.jobs)
+    assert any(j.sent > j.arrival for j in held.jobs)
+    assert not any(j.sent > j.arrival for j in plain.jobs)
+    queued = sum(j.start - j.sent for j in held.jobs)
+    assert queued < 0.1 * sum(j.start - j.sent for j in plain.jobs)  # the line is at the gateway
