@@ -12,7 +12,7 @@ import pytest
 from support.gateway import Gateway, free_port
 from support.http import Reply, post_json
 from support.redis_server import RedisServer, started_redis
-from support.upstream import Upstream
+from support.upstream import Upstream, engine_metrics
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 REFRESH_MS = 100
@@ -139,30 +139,18 @@ def test_redis_down_from_the_start_never_fails_a_request(upstream_a: Upstream, u
     assert sorted(providers) == ["minmax", "minmax", "qianwen", "qianwen"]
 
 
-def vllm_metrics(waiting: int, running: int, kv: float) -> str:
-    return (
-        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
-        "# TYPE vllm:num_requests_waiting gauge\n"
-        f'vllm:num_requests_waiting{{engine="0",model_name="m"}} {waiting}.0\n'
-        "# TYPE vllm:num_requests_running gauge\n"
-        f'vllm:num_requests_running{{engine="0",model_name="m"}} {running}.0\n'
-        "# TYPE vllm:kv_cache_usage_perc gauge\n"
-        f'vllm:kv_cache_usage_perc{{engine="0",model_name="m"}} {kv}\n'
-    )
-
-
 def test_prometheus_metrics_from_vllm_format_upstreams(upstream_a: Upstream, upstream_b: Upstream) -> None:
-    upstream_a.metrics_text = vllm_metrics(waiting=4, running=16, kv=0.9)
-    upstream_b.metrics_text = vllm_metrics(waiting=0, running=12, kv=0.7)
+    upstream_a.metrics_text = engine_metrics(waiting=4, running=16, kv=0.9)
+    upstream_b.metrics_text = engine_metrics(waiting=0, running=12, kv=0.7)
     try:
         config = auto_config(upstream_a, upstream_b, {"source": "prometheus"}, keys=False)
         with Gateway(config) as gateway:
             assert all(provider_of(gateway) == "qianwen" for _ in range(4))
             # No queue anywhere: fewer running wins.
-            upstream_a.metrics_text = vllm_metrics(waiting=0, running=3, kv=0.2)
+            upstream_a.metrics_text = engine_metrics(waiting=0, running=3, kv=0.2)
             assert wait_for(lambda: provider_of(gateway) == "minmax", timeout=3)
             # Same queue and running: lower KV-cache use wins (older vLLM gauge name).
-            upstream_a.metrics_text = vllm_metrics(waiting=0, running=12, kv=0.8).replace(
+            upstream_a.metrics_text = engine_metrics(waiting=0, running=12, kv=0.8).replace(
                 "kv_cache_usage_perc", "gpu_cache_usage_perc"
             )
             assert wait_for(lambda: all(provider_of(gateway) == "qianwen" for _ in range(3)), timeout=3)
