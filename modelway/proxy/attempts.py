@@ -165,7 +165,8 @@ class AttemptLoop:
         strategy = route.strategy
         if gate is None or not isinstance(strategy, Holding):
             return
-        ticket: int | None = None
+        ticket: int | None = None  # its place in line, from its first wait
+        since = 0.0
         while True:
             now = time.monotonic()
             found = self.chain.candidates(now, self.tried, self.rekey)
@@ -179,9 +180,10 @@ class AttemptLoop:
             if strategy.admit(view, proposed):
                 return
             if ticket is None:
-                ticket, self.held_since = gate.ticket(), now
-            left = self.held_since + HOLD_MAX_S - now if self.held_since is not None else 0.0
-            if left <= 0:
+                ticket, since = gate.ticket(), now
+                self.held_since = since
+            left = since + HOLD_MAX_S - now
+            if left <= 0:  # held long enough: it goes where it would go, line or not
                 return
             index = proposed.index
             strategy.held[index] = strategy.held.get(index, 0) + 1
