@@ -28,13 +28,13 @@ refresh, less view.inflight when that refresh is first seen, averaged over refre
 noisy). With several gateway instances and nothing shared, that is what shows the
 others' requests; with one, or with shared counts, it stays near zero.
 
-Late binding (the `Holding` side, used by the request path: proxy/hold.py): a request
-whose choice has no free slot waits at the gateway, not in that engine's queue, and is
-chosen again whenever a slot of the route frees — so it goes where a slot frees first,
-not where one was guessed to. Only for deployments whose slots are known exactly: an
-engine seen queueing (waiting > 0) while running its highest count (`saturated`);
-without engine metrics nothing is ever held. A held request counts where it would go
-(`held`), so the requests after it see the queue it makes.
+Late binding (the `Holding` side of strategies/holding.py, driven by proxy/attempts.py):
+a request whose choice has no free slot waits at the gateway, not in that engine's queue,
+and is chosen again whenever a slot of the route frees — so it goes where a slot frees
+first, not where one was guessed to. Only for deployments whose slots are known exactly:
+an engine seen queueing (waiting > 0) while running its highest count, within the last
+SATURATED_S (`saturated`); without engine metrics nothing is ever held. A held request
+counts where it would go (`held`), so the requests after it see the queue it makes.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ OUTLIER_CAP = 4.0
 STALE_AFTER_S = 30.0
 OTHERS_ALPHA = 0.5
 OTHERS_NOISE = 1.0  # requests that ended between a refresh and its first reading look like others'
+SATURATED_S = 60.0  # how long an engine seen queueing at its slots is held for without queueing again
 
 
 class ExpectedDelay(BaseStrategy):
@@ -67,7 +68,7 @@ class ExpectedDelay(BaseStrategy):
         self.seen_at: dict[int, float] = {}
         self._snapshot: Mapping[str, float] | None = None  # the metrics snapshot last seen
         self.others: dict[int, float] = {}  # requests the engine's gauges show beyond view.inflight
-        self.saturated: set[int] = set()  # deployments whose engine was seen queueing at its slots
+        self.saturated: dict[int, float] = {}  # when each engine was last seen queueing at its slots
         self.held: dict[int, int] = {}  # requests held at the gateway, by where they would go
 
     def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
@@ -75,7 +76,7 @@ class ExpectedDelay(BaseStrategy):
 
     def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         """The choice, without recording it (prefix_affinity records in `choose`)."""
-        self._learn_slots(view.load, candidates)
+        self._learn_slots(view.load, candidates, view.now)
         if len(candidates) == 1:
             return candidates[0]
         probe = self.probe(view, candidates)
@@ -88,17 +89,21 @@ class ExpectedDelay(BaseStrategy):
 
     def may_hold(self, view: View, candidates: Sequence[Deployment]) -> bool:
         """Cheap: could a request be held now — a candidate known saturated with no free slot."""
-        saturated = self.saturated
-        if not saturated or len(candidates) < 2:
+        if not self.saturated or len(candidates) < 2:
             return False
         return any(not self.admit(view, d) for d in candidates)
 
     def admit(self, view: View, deployment: Deployment) -> bool:
-        """May a request go to `deployment` now (False: hold it at the gateway)?"""
+        """May a request go to `deployment` now (False: hold it at the gateway)? Only an engine
+        seen queueing at its slots is held for; when that was over SATURATED_S ago, one request
+        more than its slots goes on, and the engine shows again whether it queues it (and the
+        slots are right) or runs it (and they grow)."""
         i = deployment.index
-        if i not in self.saturated or i not in self.slots:
+        seen = self.saturated.get(i)
+        if seen is None or i not in self.slots:
             return True
-        return self._engine_count(view, deployment) + 1 <= self.slots[i]
+        over = 1 if view.now - seen > SATURATED_S else 0
+        return self._engine_count(view, deployment) + 1 <= self.slots[i] + over
 
     def _engine_count(self, view: View, deployment: Deployment) -> float:
         """Requests sent to the deployment's engine (held ones not counted)."""
@@ -147,7 +152,7 @@ class ExpectedDelay(BaseStrategy):
         queued = max(0, after - slots)
         return self.prefill[i] + queued * self.service[i] / slots, after / slots
 
-    def _learn_slots(self, metrics: Mapping[str, float], candidates: Sequence[Deployment]) -> None:
+    def _learn_slots(self, metrics: Mapping[str, float], candidates: Sequence[Deployment], now: float) -> None:
         if not metrics:
             return
         for deployment in candidates:
@@ -156,11 +161,10 @@ class ExpectedDelay(BaseStrategy):
                 engine = unpack_score(score)
                 running = int(engine.running)
                 i = deployment.index
-                known = self.slots.get(i, 0)
-                if running > known:
+                if running > self.slots.get(i, 0):
                     self.slots[i] = running
-                if engine.waiting > 0 and running >= known:
-                    self.saturated.add(i)  # queueing at its highest running count: slots are exact
+                if engine.waiting > 0 and 0 < running >= self.slots[i]:
+                    self.saturated[i] = now  # queueing at its highest running count: slots are exact
 
     def observe(self, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -70,7 +70,7 @@ class PrefixAffinity(ExpectedDelay):
     def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         """The choice, without recording it: a held request (late binding) is proposed again
         when a slot frees, and only where it goes is recorded (`choose`)."""
-        self._learn_slots(view.load, candidates)
+        self._learn_slots(view.load, candidates, view.now)
         prefix = view.prefix()
         keys = prefix.keys if prefix is not None else ()
         matches = self.affinity.matches(prefix, {d.index for d in candidates}) if prefix and keys else {}

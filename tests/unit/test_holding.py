@@ -11,6 +11,7 @@ from modelway.simulate.engine import simulate
 from modelway.simulate.scenarios import SCENARIOS
 from modelway.simulate.workload import poisson, token_lengths
 from modelway.strategies.base import FixedView, Outcome
+from modelway.strategies.expected_delay import SATURATED_S
 from modelway.strategies.holding import WAKE_PER_END, Holding, SlotGate
 from modelway.strategies.prefix import BOUNDARIES, Prefix
 
@@ -36,17 +37,25 @@ def test_slots_are_trusted_for_holding_only_once_the_engine_queued_at_them() -> 
     a.stats.inflight, b.stats.inflight = 4, 2  # every request at the engines is this gateway's
     busy = FixedView(load=engines(a=(0, 4), b=(0, 2)))
     chooser.propose(busy, [a, b])
-    assert chooser.slots == {0: 4, 1: 2} and chooser.saturated == set()  # running alone: maybe more fit
+    assert chooser.slots == {0: 4, 1: 2} and chooser.saturated == {}  # running alone: maybe more fit
     assert chooser.admit(busy, a) and not chooser.may_hold(busy, [a, b])  # never held on a guess
     a.stats.inflight = 5  # 4 running, 1 in the engine's line
     full = FixedView(load=engines(a=(1, 4), b=(0, 2)))
     chooser.propose(full, [a, b])
-    assert chooser.saturated == {0}
+    assert set(chooser.saturated) == {0}
     assert not chooser.admit(full, a)
     assert chooser.may_hold(full, [a, b])
     a.stats.inflight, b.stats.inflight = 3, 1
     assert chooser.admit(full, a)  # a slot free again
     assert chooser.admit(full, b)  # b never queued: its slots are not trusted to hold for
+    a.stats.inflight = 4
+    assert not chooser.admit(full, a)
+    later = FixedView(load=engines(a=(0, 4), b=(0, 2)), now=SATURATED_S + 1)
+    assert chooser.admit(later, a)  # not seen queueing for a while: one more goes on, to see
+    a.stats.inflight = 5
+    assert not chooser.admit(later, a)  # one more, not all
+    chooser.propose(FixedView(load=engines(a=(0, 5), b=(0, 2)), now=SATURATED_S + 2), [a, b])
+    assert chooser.slots[0] == 5  # it ran it: more slots than it had shown
 
 
 def test_held_requests_count_where_they_would_go() -> None:
