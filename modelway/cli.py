@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--share", default="inflight", help="what several instances share: none | inflight (default) | all; or a list"
     )
     simulate.add_argument(
-        "--publish-ms", type=int, default=250, help="shared state's publish interval (default 250, the redis backend's)"
+        "--publish-ms", type=int, default=100, help="shared state's publish interval (default 100, the redis backend's)"
     )
     simulate.add_argument("--block-tokens", type=int, default=16, help="prefix-cache block size (default 16)")
     simulate.add_argument("--plot", default="modelway-simulate.png", help="PNG path (default %(default)s)")

@@ -63,7 +63,7 @@ class Gateways:
 
     instances: int = 1
     share: str = "none"  # none | inflight (counts, published every publish_s) | all (and affinity)
-    publish_s: float = 0.25  # the redis state backend publishes in-flight counts every 0.25 s
+    publish_s: float = 0.1  # the redis state backend publishes in-flight counts every 0.1 s
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ class Options:
     refresh_ms: int = 500
     instances: Sequence[int] = (1,)
     shares: Sequence[str] = ("inflight",)  # what instances share when there are several
-    publish_ms: int = 250
+    publish_ms: int = 100
     block_tokens: int = 16
     plot: str | None = "modelway-simulate.png"
     json_path: str | None = None

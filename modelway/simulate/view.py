@@ -73,7 +73,7 @@ class SimView:
 class ReplicatedAffinity:
     """An instance's affinity table: its own records at once, the others' at the next
     publish, every key of the prompt — what the redis state backend does
-    (state/affinity.py: its ticker publishes the records every 0.25 s)."""
+    (state/affinity.py: its ticker publishes the records every 0.1 s)."""
 
     __slots__ = ("hub", "local", "number")
 

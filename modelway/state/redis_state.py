@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelway.state")
 
-INFLIGHT_INTERVAL_S = 0.25
+INFLIGHT_INTERVAL_S = 0.1  # late binding waits on others' counts this fresh (docs/load-aware-routing.md)
 INFLIGHT_TTL_S = 2.0
 STREAM_MAXLEN = 10_000  # events kept (approximately): catching up reads at most these
 AFFINITY_MAXLEN = 256  # affinity batches kept (approximately): the others read them within ms

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from modelway.strategies.base import View
 
 WAKE_PER_END = 16  # held requests taken again, oldest first, when a request of the route ends
-RECHECK_S = 0.25  # and each of them at least this often (other instances' counts, new metrics)
+RECHECK_S = 0.1  # and each of them at least this often (other instances' counts, new metrics)
 HOLD_MAX_S = 30.0  # after this a held request goes where it would go, queue or not
 
 
