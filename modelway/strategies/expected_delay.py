@@ -77,15 +77,19 @@ class ExpectedDelay(BaseStrategy):
     def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         """The choice, without recording it (prefix_affinity records in `choose`)."""
         self._learn_slots(view.load, candidates, view.now)
-        if len(candidates) == 1:
-            return candidates[0]
-        probe = self.probe(view, candidates)
-        if probe is not None:
-            return probe
+        forced = self.forced(view, candidates)
+        if forced is not None:
+            return forced
         counts = self.inflight(view, candidates)
         if self.measured(candidates):
             return min(candidates, key=lambda d: self.expected_delay(d, counts[d.index]))
-        return min(candidates, key=lambda d: ((counts[d.index] + 1) / d.weight, -d.weight))
+        return by_weight(candidates, counts)
+
+    def forced(self, view: View, candidates: Sequence[Deployment]) -> Deployment | None:
+        """The choice when there is none to weigh: the only candidate, or one due a probe."""
+        if len(candidates) == 1:
+            return candidates[0]
+        return self.probe(view, candidates)
 
     def may_hold(self, view: View, candidates: Sequence[Deployment]) -> bool:
         """Cheap: could a request be held now — a candidate known saturated with no free slot."""
@@ -181,3 +185,9 @@ class ExpectedDelay(BaseStrategy):
         service = self.service.get(i)
         self.service[i] = held if service is None else service + SERVICE_ALPHA * (held - service)
         self.seen_at[i] = outcome.at
+
+
+def by_weight(candidates: Sequence[Deployment], counts: Mapping[int, float]) -> Deployment:
+    """Before the slots are known: shortest expected delay with weights as capacities,
+    (n + 1) / weight, ties to the higher weight."""
+    return min(candidates, key=lambda d: ((counts[d.index] + 1) / d.weight, -d.weight))

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from modelway.strategies.affinity import AffinityTable, MemoryAffinity
-from modelway.strategies.expected_delay import PREFILL_ALPHA, ExpectedDelay
+from modelway.strategies.expected_delay import PREFILL_ALPHA, ExpectedDelay, by_weight
 
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
@@ -84,11 +84,9 @@ class PrefixAffinity(ExpectedDelay):
         prefix: Prefix | None,
         matches: Mapping[int, tuple[int, int]],
     ) -> Deployment:
-        if len(candidates) == 1:
-            return candidates[0]
-        probe = self.probe(view, candidates)
-        if probe is not None:
-            return probe
+        forced = self.forced(view, candidates)
+        if forced is not None:
+            return forced
         counts = self.inflight(view, candidates)
         measured = self.measured(candidates)
         bound = self.within_bound(candidates, counts, measured)
@@ -104,7 +102,7 @@ class PrefixAffinity(ExpectedDelay):
                 (d for d in candidates if d.index in saved),
                 key=lambda d: (saved[d.index], -(counts[d.index] + 1) / d.weight),
             )
-        return min(candidates, key=lambda d: ((counts[d.index] + 1) / d.weight, -d.weight))
+        return by_weight(candidates, counts)
 
     def within_bound(
         self, candidates: Sequence[Deployment], counts: Mapping[int, float], measured: bool
