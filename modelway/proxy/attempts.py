@@ -23,7 +23,7 @@ import asyncio
 import math
 import time
 from collections.abc import Coroutine, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelway.errors import (
     AllAttemptsFailed,
@@ -36,7 +36,7 @@ from modelway.errors import (
 from modelway.failover.chain import RouteChain, Tried
 from modelway.proxy.exchange import Answer, AttemptRecord, exchange
 from modelway.strategies.base import NO_LOAD
-from modelway.strategies.holding import HOLD_MAX_S, RECHECK_S, Holding
+from modelway.strategies.holding import HOLD_MAX_S, RECHECK_S
 from modelway.strategies.prefix import prefix_of
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from modelway.proxy.incoming import Incoming
     from modelway.proxy.settings import LoadSource, ProxySettings
     from modelway.routes import ModelRoute
+    from modelway.strategies.holding import Holding
     from modelway.strategies.prefix import Prefix
 
 __all__ = ["Answer", "RequestView", "attempt"]
@@ -162,9 +163,9 @@ class AttemptLoop:
         ends or RECHECK_S passes, at most HOLD_MAX_S — and let it choose again."""
         route = self.route
         gate = route.gate
-        strategy = route.strategy
-        if gate is None or not isinstance(strategy, Holding):
+        if gate is None:
             return
+        strategy = cast("Holding", route.strategy)  # a route has a gate only if its strategy holds
         ticket: int | None = None  # its place in line, from its first wait
         since = 0.0
         while True:
