@@ -68,6 +68,7 @@ class Answer:
     deployment: Deployment
     upstream: UpstreamResponse
     started_at: float
+    held_s: float = 0.0  # of started_at..now, the wait at the gateway (late binding): the client's, not the engine's
     attempts: int = 1
     body: bytes | None = None
     first_chunk: bytes = b""
@@ -94,15 +95,17 @@ class Answer:
         if gate is not None:
             gate.wake()
         if observe and self.route.observes:
+            # The strategy learns the engine's times: from when the request was sent.
             now = time.monotonic()
+            held = self.held_s
             self.route.strategy.observe(
                 Outcome(
                     self.deployment,
                     ok,
                     self.upstream.status,
                     error,
-                    now - self.started_at,
-                    self.ttft_s,
+                    now - self.started_at - held,
+                    None if self.ttft_s is None else self.ttft_s - held,
                     self.rest is not None,
                     now,
                 )
@@ -196,7 +199,8 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
         )
     else:
         translation, outgoing = crossing
-    started = record.since or time.monotonic()
+    sent = time.monotonic()
+    started = record.since or sent
     deployment.stats.inflight += 1
     try:
         if translation is not None and translation.local:
@@ -210,14 +214,14 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
         # A stale keep-alive connection says nothing about the deployment: not observed.
         if isinstance(exc, UpstreamError) and route.observes and not isinstance(exc, UpstreamStaleConnection):
             now = time.monotonic()
-            route.strategy.observe(Outcome(deployment, False, None, exc.kind, now - started, None, request.stream, now))
+            route.strategy.observe(Outcome(deployment, False, None, exc.kind, now - sent, None, request.stream, now))
         raise
     record.headers_at = now = time.monotonic()
     if upstream.reports_quota:
         low = low_until(upstream.headers, now)
         if low is not None:
             deployment.stats.quota_low_until = low
-    answer = Answer(route, deployment, upstream, started)
+    answer = Answer(route, deployment, upstream, started, sent - started)
     if translation is not None:
         answer.translation = translation
     try:

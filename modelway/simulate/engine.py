@@ -227,8 +227,8 @@ def simulate(
                         True,
                         200,
                         None,
-                        job.done - job.arrival,
-                        job.first_token - job.arrival,
+                        job.done - job.sent,
+                        job.first_token - job.sent,
                         True,
                         now,
                     )

@@ -13,6 +13,8 @@ redis state backend):
              (total - time to first token) plus prefill_d
   slots_d    how many requests d runs at once: the highest `running` count its engine
              metrics have shown (metrics.source: prometheus, from vLLM/SGLang gauges).
+             The queue term counts only once d's engine was seen queueing at that count
+             (waiting > 0): until then it is a lower bound, and d is taken to have room.
 
 Ties go to the lower share of slots in use. Until every candidate has been measured
 and shows its slots — no Prometheus metrics, or warming up — it picks by
@@ -153,8 +155,18 @@ class ExpectedDelay(BaseStrategy):
         i = deployment.index
         slots = self.slots[i]
         after = inflight + 1
-        queued = max(0, after - slots)
-        return self.prefill[i] + queued * self.service[i] / slots, after / slots
+        return self.prefill[i] + self.queue_wait(i, after), after / slots
+
+    def queue_wait(self, i: int, after: float) -> float:
+        """The wait for a slot with `after` requests at deployment i: counted only where its
+        slots are known exactly (its engine was seen queueing at them). Elsewhere the highest
+        running count seen is a lower bound: an engine the other deployments' speed kept at
+        one request would otherwise look full for good and never be sent the requests that
+        would show its slots."""
+        if i not in self.saturated:
+            return 0.0
+        slots = self.slots[i]
+        return max(0.0, after - slots) * self.service[i] / slots
 
     def _learn_slots(self, metrics: Mapping[str, float], candidates: Sequence[Deployment], now: float) -> None:
         if not metrics:

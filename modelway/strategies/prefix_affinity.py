@@ -5,9 +5,14 @@ hot prefix onto a loaded engine.
 It is expected_delay (the same n, slots and service per deployment) with the prefill
 part of each candidate's expected time to first token computed for this prompt:
 
-    expected(d) = wait(d) + prefill_d(uncached(d))
+    expected(d) = wait(d) + backlog(d) + prefill_d(uncached(d))
 
   wait(d)        max(0, n + 1 - slots) * service / slots: the queue the request would join
+                 (expected_delay's queue_wait: only where the slots are known exactly)
+  backlog(d)     the prefills this gateway sent d that are not expected done yet: an engine
+                 prefills one prompt after another, so a long prompt sent a moment ago is
+                 ahead of this one however warm d's cache is. Each send moves d's
+                 `prefilled_at` to max(now, prefilled_at) + prefill_d(its uncached bytes).
   uncached(d)    the prompt's bytes less the deepest prefix of it the affinity table has
                  seen go to d (strategies/affinity.py; keys from strategies/prefix.py);
                  the whole prompt for a d outside the load bound
@@ -53,6 +58,7 @@ class PrefixAffinity(ExpectedDelay):
         self.affinity: AffinityTable = MemoryAffinity()
         self.typical: dict[int, float] = {}  # EWMA of the uncached bytes sent to each deployment
         self._proposed: tuple[Prefix | None, Mapping[int, tuple[int, int]]] = (None, {})  # the last propose's
+        self.prefilled_at: dict[int, float] = {}  # when the prefills sent to each deployment are expected done
 
     def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         chosen = self.propose(view, candidates)
@@ -64,7 +70,10 @@ class PrefixAffinity(ExpectedDelay):
         if prefix is not None:
             uncached = prefix.size - held
             typical = self.typical.get(i)
-            self.typical[i] = uncached if typical is None else typical + PREFILL_ALPHA * (uncached - typical)
+            self.typical[i] = typical = uncached if typical is None else typical + PREFILL_ALPHA * (uncached - typical)
+            if i in self.prefill:
+                start = max(view.now, self.prefilled_at.get(i, 0.0))
+                self.prefilled_at[i] = start + self.prefill[i] * uncached / max(typical, 1.0)
         return chosen
 
     def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
@@ -96,7 +105,10 @@ class PrefixAffinity(ExpectedDelay):
             held = [matches[d.index][1] if d.index in matches else 0 for d in candidates]
             if min(held) == max(held):  # the cache tells them apart no more than load does
                 return min(candidates, key=lambda d: self.expected_delay(d, counts[d.index]))
-            return min(candidates, key=lambda d: self.expected_ttft(d, counts[d.index], size - saved.get(d.index, 0)))
+            now = view.now
+            return min(
+                candidates, key=lambda d: self.expected_ttft(d, counts[d.index], size - saved.get(d.index, 0), now)
+            )
         if saved:
             return max(
                 (d for d in candidates if d.index in saved),
@@ -121,9 +133,11 @@ class PrefixAffinity(ExpectedDelay):
             or counts[d.index] + 1 <= math.ceil(allowed * capacity[d.index])
         }
 
-    def expected_ttft(self, deployment: Deployment, inflight: float, uncached: int) -> tuple[float, float]:
+    def expected_ttft(
+        self, deployment: Deployment, inflight: float, uncached: int, now: float
+    ) -> tuple[float, float]:
         i = deployment.index
-        slots = self.slots[i]
         after = inflight + 1
-        wait = max(0.0, after - slots) * self.service[i] / slots
-        return wait + self.prefill[i] * uncached / max(self.typical[i], 1.0), after / slots
+        backlog = max(0.0, self.prefilled_at.get(i, 0.0) - now)
+        own = self.prefill[i] * uncached / max(self.typical[i], 1.0)
+        return self.queue_wait(i, after) + backlog + own, after / self.slots[i]

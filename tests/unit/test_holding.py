@@ -5,8 +5,12 @@ and the simulator driving it as the request path does."""
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any, cast
 
 from modelway.loadmetrics.score import load_score, provider_key
+from modelway.proxy.exchange import Answer
 from modelway.simulate.engine import simulate
 from modelway.simulate.scenarios import SCENARIOS
 from modelway.simulate.workload import poisson, token_lengths
@@ -132,3 +136,20 @@ def test_the_simulator_holds_at_the_gateway_what_the_engines_would_queue() -> No
     assert not any(j.sent > j.arrival for j in plain.jobs)
     queued = sum(j.start - j.sent for j in held.jobs)
     assert queued < 0.1 * sum(j.start - j.sent for j in plain.jobs)  # the line is at the gateway
+
+
+def test_a_held_request_teaches_the_strategy_the_engine_times_not_its_wait() -> None:
+    """A held request's metrics count from when it began waiting (what the client waited);
+    the strategy learns from when it was sent, or the hold would read as a slow engine."""
+    seen: list[Outcome] = []
+    d = deployment(0, "a")
+    d.stats.inflight = 1
+    route = cast(Any, SimpleNamespace(gate=None, observes=True, strategy=SimpleNamespace(observe=seen.append)))
+    upstream = cast(Any, SimpleNamespace(status=200, close=lambda: None))
+    started = time.monotonic() - 5.0  # began waiting 5 s ago, sent 0.5 s ago
+    answer = Answer(route, d, upstream, started, held_s=4.5)
+    answer.ttft_s = 4.7
+    answer.finish(ok=True)
+    (outcome,) = seen
+    assert outcome.ttft_s is not None and abs(outcome.ttft_s - 0.2) < 1e-9
+    assert 0.5 <= outcome.duration_s < 0.6

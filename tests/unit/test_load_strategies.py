@@ -166,6 +166,7 @@ def test_expected_delay_prefers_a_free_slot_over_a_faster_queue() -> None:
         "provider:fast": load_score(0, 8, 0.5),
         "provider:slow": load_score(0, 4, 0.5),
     }  # slots 8 and 4
+    chooser.saturated.update({fast.index: 0.0, slow.index: 0.0})  # both seen queueing at them: exact
     chooser.observe(outcome(fast, ttft=0.1, duration=5.1))
     chooser.observe(outcome(slow, ttft=0.3, duration=10.3))
     fast.stats.inflight, slow.stats.inflight = 3, 0
@@ -174,6 +175,22 @@ def test_expected_delay_prefers_a_free_slot_over_a_faster_queue() -> None:
     assert chooser.choose(view(metrics), [fast, slow]) is slow  # fast is full: a free slot, even a slow one
     slow.stats.inflight = 4
     # both full: fast's wait 1 * 5.1/8 s beats slow's 1 * 10.3/4 s
+    assert chooser.choose(view(metrics), [fast, slow]) is fast
+
+
+def test_expected_delay_counts_no_queue_where_the_slots_are_only_a_lower_bound() -> None:
+    # slow has only ever run one request at a time (fast took the rest): its 1 is what it was
+    # given, not what it holds. Taken for full, it would never be sent the requests that show it.
+    fast, slow = deployment(0, "fast", weight=4), deployment(1, "slow")
+    chooser = strategy("expected_delay", [fast, slow])
+    metrics = {"provider:fast": load_score(1, 8, 1.0), "provider:slow": load_score(0, 1, 0.1)}
+    chooser.choose(view(metrics), [fast, slow])  # fast queues at 8: exact; slow's 1 is a lower bound
+    assert chooser.slots == {fast.index: 8, slow.index: 1}
+    chooser.observe(outcome(fast, ttft=0.1, duration=5.1))
+    chooser.observe(outcome(slow, ttft=0.5, duration=10.5))
+    fast.stats.inflight, slow.stats.inflight = 8, 1
+    assert chooser.choose(view(metrics), [fast, slow]) is slow  # fast's queue against slow's 0.5 s
+    chooser.saturated[slow.index] = 0.0  # had slow queued at 1, 1 would be exact: 1 * 10.5 s to wait
     assert chooser.choose(view(metrics), [fast, slow]) is fast
 
 

@@ -23,16 +23,20 @@ def prompt(session: int, levels: int, size: int | None = None) -> Prefix:
     return Prefix(tuple(session * 100 + level for level in range(levels)), size or BOUNDARIES[levels - 1] + 100)
 
 
-def ask(chooser: PrefixAffinity, candidates: Sequence[Deployment], prefix: Prefix | None) -> Deployment:
-    return chooser.choose(FixedView(prompt=prefix), candidates)
+def ask(
+    chooser: PrefixAffinity, candidates: Sequence[Deployment], prefix: Prefix | None, now: float = 0.0
+) -> Deployment:
+    return chooser.choose(FixedView(now=now, prompt=prefix), candidates)
 
 
 def measured(deployments: Sequence[Deployment], slots: Sequence[int], name: str = "prefix_affinity") -> PrefixAffinity:
-    """A strategy past its warm-up: slots known (as the engines' gauges teach them), each
-    deployment measured (0.2 s to first token, 6 s per request)."""
+    """A strategy past its warm-up: slots known exactly (as the engines' gauges teach them,
+    each seen queueing at its count), each deployment measured (0.2 s to first token, 6 s
+    per request)."""
     chooser: PrefixAffinity = strategy(name, deployments)
     for d, n in zip(deployments, slots, strict=True):
         chooser.slots[d.index] = n
+        chooser.saturated[d.index] = 0.0
         chooser.observe(Outcome(d, True, 200, None, 6.0, 0.2, True, 0.0))
         if isinstance(chooser, PrefixAffinity):
             chooser.typical[d.index] = 20_000.0
@@ -93,14 +97,33 @@ def test_the_holder_gets_its_prefix_while_it_has_room_and_not_beyond_the_bound()
     first = ask(chooser, [a, b], prompt(1, 8, 40_000))
     other = b if first is a else a
     first.stats.inflight = 5
-    # the next turn: its holder is busier, but has a free slot and 40 KB of the prompt
-    assert ask(chooser, [a, b], prompt(1, 9, 50_000)) is first
+    # the next turn, once the first is answered: its holder is busier, but has a free slot
+    # and 40 KB of the prompt
+    assert ask(chooser, [a, b], prompt(1, 9, 50_000), now=10.0) is first
     first.stats.inflight = 12  # full, far past the mean: the other takes it
-    assert ask(chooser, [a, b], prompt(1, 10, 60_000)) is other
+    assert ask(chooser, [a, b], prompt(1, 10, 60_000), now=20.0) is other
     # and holds the prefix from now on, for the turns after
     first.stats.inflight = 0
     other.stats.inflight = 3
-    assert ask(chooser, [a, b], prompt(1, 11, 90_000)) is other
+    assert ask(chooser, [a, b], prompt(1, 11, 90_000), now=30.0) is other
+
+
+def test_a_prompt_just_sent_to_the_holder_delays_its_prefix_while_it_prefills() -> None:
+    """The engine prefills one prompt after another: a long uncached prompt sent to the
+    holder a moment ago is ahead of the next turn there, however warm its cache."""
+    a, b = deployment(0, "a"), deployment(1, "b")
+    chooser = measured([a, b], [8, 8])
+    holder = ask(chooser, [a, b], prompt(1, 8, 40_000))
+    other = b if holder is a else a
+    # at t=10 a new conversation's 200 KB prompt goes to the holder too (both idle, same cost)
+    other.stats.inflight = 1
+    assert ask(chooser, [a, b], prompt(2, 8, 200_000), now=10.0) is holder
+    # its prefill, about 2 s, is ahead of anything sent there now: the next turn would go
+    # elsewhere (propose: the choice, not recorded)
+    turn = prompt(1, 9, 50_000)
+    assert chooser.propose(FixedView(now=10.1, prompt=turn), [a, b]) is other
+    # once that prefill is done, the holder's cache wins again
+    assert chooser.propose(FixedView(now=15.0, prompt=turn), [a, b]) is holder
 
 
 def test_a_hot_prefix_spreads_with_its_load() -> None:
