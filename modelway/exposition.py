@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from modelway.deployment import usable
+from modelway.routes import held_requests
 
 if TYPE_CHECKING:
     from modelway.metrics import Histogram, Metrics
@@ -58,6 +59,14 @@ class MetricsCollector(Collector):
             gauge.add_metric([name], float(inflight.get(name, 0)))
         yield gauge
         yield healthy
+        held = GaugeMetricFamily(
+            "modelway_held_requests",
+            "Requests waiting at the gateway for an engine slot (late binding), per model",
+            labels=["model"],
+        )
+        for model, count in held_requests(runtime.models.values()).items():
+            held.add_metric([model], float(count + (others.held.get(model, 0) if others is not None else 0)))
+        yield held
         errors = CounterMetricFamily("modelway_router_errors", "Router plugin failures", labels=["router"])
         for entry in runtime.routers.routers:
             extra = others.router_errors.get(entry.id, 0) if others is not None else 0

@@ -9,7 +9,7 @@ their strategies keep their state across requests.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -145,3 +145,9 @@ class ModelTable:
 
     def healthy_deployments(self) -> int:
         return sum(1 for route in self.models.values() for d in route.deployments if usable(d))
+
+
+def held_requests(routes: Iterable[ModelRoute]) -> dict[str, int]:
+    """Requests held at the gateway now (late binding), by model: every model whose
+    strategy holds, 0 included."""
+    return {route.name: route.gate.held for route in routes if route.gate is not None}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelway.metrics import DURATION_BUCKETS, TTFT_BUCKETS, Histogram, Metrics
+from modelway.routes import held_requests
 
 if TYPE_CHECKING:
     from modelway.runtime import Runtime
@@ -34,6 +35,7 @@ class Others:
     """What the other workers add to this one's gauges."""
 
     inflight: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    held: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     router_errors: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     state_errors: int = 0
 
@@ -57,6 +59,7 @@ def dump(runtime: Runtime) -> bytes:
         "router_errors": dict(runtime.routers.errors),
         "state_errors": runtime.state_backend_errors(),
         "inflight": inflight,
+        "held": held_requests(runtime.models.values()),
     })
 
 
@@ -110,6 +113,8 @@ def combined(own: Metrics, snapshots: list[tuple[int, dict[str, Any]]]) -> tuple
         if alive(pid):
             for provider, value in snapshot.get("inflight", {}).items():
                 extra.inflight[provider] += value
+            for model, value in snapshot.get("held", {}).items():
+                extra.held[model] += value
     return total, extra
 
 

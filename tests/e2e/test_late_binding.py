@@ -2,7 +2,8 @@
 two requests at once and queue the rest, showing vLLM's live gauges. Once the gateway has
 seen them queue (its first burst), `expected_delay` holds what they cannot start at the
 gateway and sends each where a slot frees: the engines never queue again, every request
-is answered, and a client that leaves while held costs the engines nothing."""
+is answered, and a client that leaves while held costs the engines nothing. /metrics
+shows the held ones (`modelway_held_requests`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from support.gateway import Gateway
-from support.http import post_json
+from support.http import post_json, request
 from support.upstream import Behaviour, Upstream
 
 SLOTS = 2
@@ -64,6 +65,18 @@ def learn(gateway: Gateway, engines: list[Upstream]) -> None:
     time.sleep(0.2)
 
 
+def held(gateway: Gateway) -> float:
+    """`modelway_held_requests{model="chat"}` as /metrics shows it."""
+    reply = request(gateway.url, "GET", "/metrics")
+    assert reply.status == 200
+    (value,) = (
+        float(line.rsplit(" ", 1)[1])
+        for line in reply.body.decode().splitlines()
+        if line.startswith('modelway_held_requests{model="chat"}')
+    )
+    return value
+
+
 def posts(engines: list[Upstream]) -> int:
     """Requests that reached an engine, in its line or not."""
     return sum(e.arrived for e in engines)
@@ -107,9 +120,11 @@ def test_a_client_that_leaves_while_held_never_reaches_an_engine(engines: list[U
                 sock.sendall(head.encode() + body)
                 leaving.append(sock)
             time.sleep(0.15)
+            assert held(gateway) == 3
             for sock in leaving:
                 sock.close()
             assert list(answered) == [200] * 4
+        assert held(gateway) == 0
         time.sleep(WORK_S)
         assert posts(engines) == 4
         assert [e.peak_waiting for e in engines] == [0, 0]
