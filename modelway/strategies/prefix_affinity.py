@@ -12,7 +12,8 @@ part of each candidate's expected time to first token computed for this prompt:
   backlog(d)     the prefills this gateway sent d that are not expected done yet: an engine
                  prefills one prompt after another, so a long prompt sent a moment ago is
                  ahead of this one however warm d's cache is. Each send moves d's
-                 `prefilled_at` to max(now, prefilled_at) + prefill_d(its uncached bytes).
+                 `prefilled_at` to max(now, prefilled_at) + prefill_d(its uncached bytes);
+                 counted up to 4x prefill(d), as a sample of it is (its waits are in it).
   uncached(d)    the prompt's bytes less the deepest prefix of it the affinity table has
                  seen go to d (strategies/affinity.py; keys from strategies/prefix.py);
                  the whole prompt for a d outside the load bound
@@ -41,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from modelway.strategies.affinity import AffinityTable, MemoryAffinity
-from modelway.strategies.expected_delay import PREFILL_ALPHA, ExpectedDelay, by_weight
+from modelway.strategies.expected_delay import OUTLIER_CAP, PREFILL_ALPHA, ExpectedDelay, by_weight
 
 if TYPE_CHECKING:
     from modelway.config.schema import ModelConfig
@@ -138,6 +139,9 @@ class PrefixAffinity(ExpectedDelay):
     ) -> tuple[float, float]:
         i = deployment.index
         after = inflight + 1
-        backlog = max(0.0, self.prefilled_at.get(i, 0.0) - now)
+        # prefill(d) is a time to first token, waits included: in overload each send adds
+        # waits the sends before it already counted, so the backlog counts at most what a
+        # sample does (OUTLIER_CAP times the average) rather than run away.
+        backlog = min(max(0.0, self.prefilled_at.get(i, 0.0) - now), OUTLIER_CAP * self.prefill[i])
         own = self.prefill[i] * uncached / max(self.typical[i], 1.0)
         return self.queue_wait(i, after) + backlog + own, after / self.slots[i]
