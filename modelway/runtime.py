@@ -138,7 +138,7 @@ class Runtime:
         await self.routers.start()
         if not self.state_taken_over:
             await self.state.start()
-        self.state.attach(Attached(self.failover.health, self.providers, self.all_deployments))
+        self.state.attach(Attached(self.failover.health, self.providers, self.all_deployments, self.models))
 
     def all_deployments(self) -> list[Deployment]:
         """Every deployment: the public models', then those built on demand."""

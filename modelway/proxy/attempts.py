@@ -166,8 +166,7 @@ class AttemptLoop:
         if gate is None:
             return
         strategy = cast("Holding", route.strategy)  # a route has a gate only if its strategy holds
-        ticket: int | None = None  # its place in line, from its first wait
-        since = 0.0
+        since: float | None = None  # when it began waiting: its place in the fleet's line
         while True:
             now = time.monotonic()
             found = self.chain.candidates(now, self.tried, self.rekey)
@@ -180,16 +179,15 @@ class AttemptLoop:
             proposed = strategy.propose(view, candidates)
             if strategy.admit(view, proposed):
                 return
-            if ticket is None:
-                ticket, since = gate.ticket(), now
-                self.held_since = since
+            if since is None:
+                since = self.held_since = now
             left = since + HOLD_MAX_S - now
             if left <= 0:  # held long enough: it goes where it would go, line or not
                 return
             index = proposed.index
             strategy.held[index] = strategy.held.get(index, 0) + 1
             try:
-                await gate.wait(ticket, min(RECHECK_S, left))
+                await gate.wait(since, min(RECHECK_S, left))
             finally:
                 strategy.held[index] -= 1
 

@@ -93,7 +93,7 @@ class Answer:
         self.deployment.stats.inflight -= 1
         gate = self.route.gate
         if gate is not None:
-            gate.wake()
+            gate.freed(self.deployment)
         if observe and self.route.observes:
             # The strategy learns the engine's times: from when the request was sent.
             now = time.monotonic()
@@ -210,7 +210,7 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
     except BaseException as exc:
         deployment.stats.inflight -= 1
         if route.gate is not None:
-            route.gate.wake()
+            route.gate.freed(deployment)
         # A stale keep-alive connection says nothing about the deployment: not observed.
         if isinstance(exc, UpstreamError) and route.observes and not isinstance(exc, UpstreamStaleConnection):
             now = time.monotonic()

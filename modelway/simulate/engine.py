@@ -23,9 +23,11 @@ the others at the next publish.
 Late binding (strategies/holding.py): a strategy that holds a request instead of queueing
 it at a full engine gets it back, as the request path does, when a request of the same
 instance and model ends (the WAKE_PER_END oldest) and every RECHECK_S (all of them), and
-sends it at the latest after HOLD_MAX_S. Its times count from its arrival, for the strategy
-too (the request path's Outcome does the same): the wait for the slot it was held for is
-part of what choosing that deployment cost, as the engine's queue was.
+sends it at the latest after HOLD_MAX_S. Its times count from its arrival in the results;
+the strategy learns them from when it was sent (the request path's Outcome does the same).
+With shared state, every instance publishes its held requests with its counts, and a slot
+freed where the fleet's oldest held request is another instance's is passed to that
+instance, `pass_s` later (SlotGate.freed; the redis state backend tells it with one XADD).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from modelway.runtime import Runtime
 from modelway.simulate.backends import Backend, BackendSpec, Job
 from modelway.simulate.view import SimView, shared_affinity
 from modelway.strategies.base import NO_LOAD, BaseStrategy, Outcome
-from modelway.strategies.holding import HOLD_MAX_S, RECHECK_S, WAKE_PER_END, Holding
+from modelway.strategies.holding import HOLD_MAX_S, RECHECK_S, WAKE_PER_END, FleetLine, Holder, Holding
 
 if TYPE_CHECKING:
     from modelway.deployment import Deployment
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 ORACLE = "oracle"
 
 # Event kinds, in the order they run when they fall on the same instant.
-SPEED, PUBLISH, REFRESH, DONE, RECHECK, ARRIVE = range(6)
+SPEED, PUBLISH, REFRESH, DONE, PASSED, RECHECK, ARRIVE = range(7)
 SHARES = ("none", "inflight", "all")
 
 
@@ -64,6 +66,9 @@ class Gateways:
     instances: int = 1
     share: str = "none"  # none | inflight (counts, published every publish_s) | all (and affinity)
     publish_s: float = 0.1  # the redis state backend publishes in-flight counts every 0.1 s
+    pass_s: float | None = 0.003  # a freed slot passed to another instance reaches it this much later
+    # (2.5-3.2 ms measured through a local redis-server: tests/e2e/test_fleet_line.py)
+    # (None: the instances do not share their held requests, each has its own line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,8 @@ def simulate(
 
     loads: list[Mapping[str, float]] = [NO_LOAD] * count
     others: list[dict[int, int]] = [{} for _ in range(count)]  # what the other instances published
+    lines: list[dict[str, FleetLine]] = [{} for _ in range(count)]  # the others' held requests, by model
+    passed = 0  # slots passed to another instance
     pending = len(workload.requests)
     jobs: list[Job] = []
     rejected = 0
@@ -198,6 +205,20 @@ def simulate(
             place(request, number, route, candidates_of(route) or route.deployments, now)
         held[(number, model)].sort(key=lambda entry: entry[0].arrival)  # those held anew keep their turn
 
+    def freed(number: int, model: str, index: int, now: float) -> None:
+        """A request ended: its slot goes to the fleet's oldest held request (SlotGate.freed)."""
+        nonlocal passed
+        line = lines[number].get(model)
+        if line is not None:
+            own = held.get((number, model))
+            claimant = line.claimant(own[0][0].arrival if own else None)
+            if claimant is not None:
+                others[number][index] = others[number].get(index, 0) + 1  # the slot is the claimant's
+                passed += 1
+                heapq.heappush(heap, (now + (gateways.pass_s or 0.0), PASSED, next(seq), (int(claimant), model, index)))
+                return
+        release(number, model, now, WAKE_PER_END)
+
     while heap and pending:
         now, kind, _, item = heapq.heappop(heap)
         if kind == ARRIVE:
@@ -237,7 +258,12 @@ def simulate(
             if started is not None:
                 finish_at(started)
             if holding:
-                release(job.instance, job.request.model, now, WAKE_PER_END)
+                freed(job.instance, job.request.model, deployment.index, now)
+        elif kind == PASSED:  # another instance passed this one a slot
+            number, model, index = item
+            if others[number].get(index, 0) > 0:
+                others[number][index] -= 1
+            release(number, model, now, WAKE_PER_END)
         elif kind == RECHECK:
             for number, model in list(held):
                 release(number, model, now, None)
@@ -256,13 +282,25 @@ def simulate(
                     total[index] = total.get(index, 0) + n
             for number, counts in enumerate(published):
                 others[number] = {index: n - counts.get(index, 0) for index, n in total.items()}
+                if gateways.pass_s is not None:
+                    lines[number] = fleet_lines(held, number)
             for hub in hubs:
                 hub.publish()
             heapq.heappush(heap, (now + gateways.publish_s, PUBLISH, next(seq), None))
         else:
             backends[item.backend].speed = item.speed
     jobs.sort(key=lambda j: j.arrival)  # held requests were sent after later arrivals
-    return RunResult(strategy, jobs, list(backends.values()), rejected)
+    return RunResult(strategy, jobs, list(backends.values()), rejected, {"passed": passed})
+
+
+def fleet_lines(held: Mapping[tuple[int, str], list[tuple[SimRequest, int]]], number: int) -> dict[str, FleetLine]:
+    """What instance `number` reads of the others' held requests: by model, each instance's
+    count and oldest (a held request waits from its arrival), oldest first."""
+    holders: dict[str, list[Holder]] = {}
+    for (other, model), waiting in held.items():
+        if other != number and waiting:
+            holders.setdefault(model, []).append(Holder(waiting[0][0].arrival, str(other), len(waiting)))
+    return {model: FleetLine(sorted(found, key=lambda h: h.since)) for model, found in holders.items()}
 
 
 def inflight_counts(runtime: Runtime) -> dict[int, int]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from modelway.config.schema import CooldownConfig
     from modelway.deployment import Deployment
     from modelway.providers.base import Provider
+    from modelway.routes import ModelRoute
     from modelway.strategies.affinity import AffinityTable, MemoryAffinity
 
 
@@ -39,6 +40,7 @@ class Attached:
     health: HealthState
     providers: Mapping[str, Provider]
     deployments: Callable[[], Iterable[Deployment]]  # every deployment, those built on demand included
+    routes: Mapping[str, ModelRoute]  # the public models, by name
 
 
 class StateBackend(Protocol):

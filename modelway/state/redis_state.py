@@ -47,6 +47,7 @@ from modelway.state.affinity import AffinityExchange
 from modelway.state.limits import RedisLimits
 from modelway.state.link import RedisLink, connect
 from modelway.state.shared import Event, SharedHealth
+from modelway.strategies.holding import FleetLine, Holder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,6 +61,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelway.state")
 
 INFLIGHT_INTERVAL_S = 0.1  # late binding waits on others' counts this fresh (docs/load-aware-routing.md)
+# Beside the deployments' counts (keys "model|provider|upstream"), a record carries each model's
+# held requests (late binding): HELD + model -> how many, WAITED + model -> the oldest's wait in ms.
+# Instances that do not know these keys add them up under names no deployment has.
+HELD = "\x00held|"
+WAITED = "\x00waited|"
+SLOTS_MAXLEN = 256  # slots passed to an instance, kept (approximately): it reads them within ms
+SLOT_LATE_S = 1.0  # a slot passed longer ago than this is not taken: rechecks have seen it since
 INFLIGHT_TTL_S = 2.0
 STREAM_MAXLEN = 10_000  # events kept (approximately): catching up reads at most these
 AFFINITY_MAXLEN = 256  # affinity batches kept (approximately): the others read them within ms
@@ -106,6 +114,8 @@ class RedisState:
         self.instance = instance_id()
         self.stream = self.link.key("state", "events")
         self.affinity_stream = self.link.key("state", "affinity")
+        self.slots_prefix = self.link.key("state", "slots", "")
+        self.slots_stream = self.slots_prefix + self.instance  # slots freed elsewhere for this instance's held requests
         self.exchange = AffinityExchange()
         self.registry = self.link.key("state", "instances")
         self.own_key = self.link.key("state", "inflight", self.instance)
@@ -114,6 +124,9 @@ class RedisState:
         # The reader blocks up to READ_BLOCK_MS on its own connection: its timeout is longer.
         self.reader = connect(config.redis_url, READ_BLOCK_MS / 1000 + self.link.timeout_s, self.link.timeout_s)
         self.outbox: deque[Event] = deque()
+        self.slots_out: deque[tuple[str, str, str]] = deque()  # (instance, model, deployment key) to tell
+        self.slots_given = 0
+        self.slots_taken = 0
         self.wakeup = asyncio.Event()
         self.attached: Attached | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -173,6 +186,8 @@ class RedisState:
             "instance": self.instance,
             "other_instances": self.others_seen,
             **self.exchange.describe(),
+            "slots_given": self.slots_given,
+            "slots_taken": self.slots_taken,
         }
 
     # -- publishing ---------------------------------------------------------------------
@@ -185,6 +200,17 @@ class RedisState:
             self.wakeup.set()
 
     def wake(self) -> None:
+        self.wakeup.set()
+
+    def give(self, instance: str, deployment: Deployment) -> None:
+        """A slot freed here goes to an older request held at `instance` (SlotGate.freed): it
+        is told at once, and meanwhile the slot counts as that instance's, so that this one's
+        rechecks do not take it back (the next tick's counts replace the guess)."""
+        if not self.link.up:
+            return  # the recheck finds the slot
+        deployment.stats.others += 1
+        self.slots_out.append((instance, deployment.model_name, deployment.key))
+        self.slots_given += 1
         self.wakeup.set()
 
     def announce(self) -> None:
@@ -201,16 +227,22 @@ class RedisState:
             await self.limits.flush()
 
     async def send_outbox(self) -> None:
-        if not self.outbox:
+        if not self.outbox and not self.slots_out:
             return
         batch = list(self.outbox)
         self.outbox.clear()
+        slots = list(self.slots_out)
+        self.slots_out.clear()
 
         async def send(client: aioredis.Redis) -> Any:
             pipe = client.pipeline(transaction=False)
             for event in batch:
                 fields: dict[Any, Any] = {"o": self.instance, **event}
                 pipe.xadd(self.stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
+            for instance, model, key in slots:
+                stream = self.slots_prefix + instance
+                pipe.xadd(stream, {"m": model, "k": key}, maxlen=SLOTS_MAXLEN, approximate=True)
+                pipe.pexpire(stream, int(INFLIGHT_TTL_S * 1000))  # gone with its instance
             return await pipe.execute()
 
         await self.link.call(send)  # lost when Redis fails: announced again when it is back
@@ -233,6 +265,7 @@ class RedisState:
     async def read_loop(self) -> None:
         last: dict[Any, Any] | None = None  # stream → where it is read on from
         affinity = self.affinity_stream.encode()
+        slots = self.slots_stream.encode()
         own = self.instance.encode()
         while True:
             if not self.link.up:
@@ -253,6 +286,8 @@ class RedisState:
                     if name == affinity:
                         if fields.get(b"o") != own:
                             self.exchange.apply(fields.get(b"b", b""))
+                    elif name == slots:
+                        self.take_slot(entry_id, fields)
                     else:
                         self.apply(entry_id, fields)
 
@@ -268,7 +303,30 @@ class RedisState:
         for entry_id, fields in entries:
             self.apply(entry_id, fields)
         events = bytes(entries[-1][0]) if entries else f"{now_ms}-0"
-        return {self.stream.encode(): events, self.affinity_stream.encode(): f"{now_ms}-0"}
+        return {
+            self.stream.encode(): events,
+            self.affinity_stream.encode(): f"{now_ms}-0",
+            self.slots_stream.encode(): f"{now_ms}-0",
+        }
+
+    def take_slot(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """Another instance passed this one a slot it freed (`give`): the slot no longer counts
+        as the other's, and the model's held requests look again."""
+        attached = self.attached
+        if attached is None:
+            return
+        stamped_ms = int(entry_id.split(b"-", 1)[0])
+        if time.time() + self.clock_offset - stamped_ms / 1000 > SLOT_LATE_S:
+            return
+        route = attached.routes.get(fields.get(b"m", b"").decode())
+        if route is None or route.gate is None:
+            return
+        key = fields.get(b"k", b"").decode()
+        for deployment in route.deployments:
+            if deployment.key == key and deployment.stats.others > 0:
+                deployment.stats.others -= 1
+        self.slots_taken += 1
+        route.gate.wake()
 
     def apply(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         attached = self.attached
@@ -299,6 +357,13 @@ class RedisState:
         for deployment in deployments:
             if deployment.stats.inflight:
                 counts[deployment.key] = counts.get(deployment.key, 0) + deployment.stats.inflight
+        gates = {name: route.gate for name, route in attached.routes.items() if route.gate} if attached else {}
+        started = time.monotonic()
+        for name, gate in gates.items():
+            oldest = gate.oldest()
+            if gate.held and oldest is not None:
+                counts[HELD + name] = gate.held
+                counts[WAITED + name] = int((started - oldest) * 1000)
         payload = orjson.dumps(counts)
         args: list[str | bytes | int] = [self.instance, payload, int(INFLIGHT_TTL_S * 1000), self.inflight_prefix]
         reply = await self.link.call(
@@ -306,19 +371,32 @@ class RedisState:
         )
         now = time.monotonic()
         if reply is None:
+            for gate in gates.values():
+                gate.fleet = FleetLine()  # nothing is passed on while the others cannot be told
             if now - self.last_tick > INFLIGHT_TTL_S:  # what we know of the others has expired too
                 for deployment in deployments:
                     deployment.stats.others = 0
             return
         self.last_tick = now
         totals: dict[str, int] = {}
+        lines: dict[str, list[Holder]] = {}
         for i in range(1, len(reply), 2):
             try:
                 theirs = orjson.loads(reply[i])
             except orjson.JSONDecodeError:
                 continue
             for key, count in theirs.items():
-                totals[key] = totals.get(key, 0) + int(count)
+                if key.startswith(HELD):
+                    model = key[len(HELD) :]
+                    waited = theirs.get(WAITED + model, 0) / 1000
+                    holder = Holder(now - waited, bytes(reply[i - 1]).decode(), int(count))
+                    lines.setdefault(model, []).append(holder)
+                elif not key.startswith(WAITED):
+                    totals[key] = totals.get(key, 0) + int(count)
         self.others_seen = len(reply) // 2
         for deployment in deployments:
             deployment.stats.others = totals.get(deployment.key, 0)
+        for name, gate in gates.items():
+            holders = lines.get(name)
+            gate.fleet = FleetLine(sorted(holders, key=lambda h: h.since) if holders else None)
+            gate.give = self.give

@@ -27,6 +27,7 @@ class Received:
     peer: tuple[str, int] | None = None  # the client's address: tells connections apart
     raw_path: str = ""  # the request target as it came, percent-encoding and query included
     raw_body: bytes = b""  # the body's bytes as they came
+    at: float = field(default_factory=time.monotonic)  # when it was read (in engine mode: when it got a slot)
 
 
 @dataclass

@@ -11,12 +11,12 @@ from typing import Any, cast
 
 from modelway.loadmetrics.score import load_score, provider_key
 from modelway.proxy.exchange import Answer
-from modelway.simulate.engine import simulate
+from modelway.simulate.engine import Gateways, simulate
 from modelway.simulate.scenarios import SCENARIOS
 from modelway.simulate.workload import poisson, token_lengths
 from modelway.strategies.base import FixedView, Outcome
 from modelway.strategies.expected_delay import SATURATED_S
-from modelway.strategies.holding import WAKE_PER_END, Holding, SlotGate
+from modelway.strategies.holding import WAKE_PER_END, FleetLine, Holder, Holding, SlotGate
 from modelway.strategies.prefix import BOUNDARIES, Prefix
 
 from .helpers import deployment, strategy
@@ -86,13 +86,13 @@ def test_prefix_affinity_records_where_a_request_goes_not_where_it_was_proposed(
 def test_the_gate_wakes_the_oldest_first_a_few_per_end_and_each_after_its_timeout() -> None:
     async def scenario() -> None:
         gate = SlotGate()
-        woken: list[int] = []
+        woken: list[float] = []
 
-        async def held(ticket: int, timeout_s: float) -> None:
+        async def held(ticket: float, timeout_s: float) -> None:
             await gate.wait(ticket, timeout_s)
             woken.append(ticket)
 
-        tickets = [gate.ticket() for _ in range(WAKE_PER_END + 3)]
+        tickets = list(range(WAKE_PER_END + 3))  # when each began waiting
         tasks = [asyncio.ensure_future(held(t, 5.0)) for t in reversed(tickets)]  # waiting in any order
         leaving = asyncio.ensure_future(held(-1, 5.0))  # the oldest, but its client goes away
         await asyncio.sleep(0)
@@ -102,7 +102,7 @@ def test_the_gate_wakes_the_oldest_first_a_few_per_end_and_each_after_its_timeou
         gate.wake()
         await asyncio.sleep(0)
         assert woken == tickets[:WAKE_PER_END]  # oldest first, the cancelled one skipped
-        late = gate.ticket()
+        late = WAKE_PER_END + 3
         await asyncio.gather(held(late, 0.05))
         assert woken[-1] == late  # its own timeout, the older ones still waiting
         gate.wake()
@@ -116,9 +116,8 @@ def test_the_gate_wakes_the_oldest_first_a_few_per_end_and_each_after_its_timeou
 def test_the_gate_drops_waiters_left_behind_by_timeouts() -> None:
     async def scenario() -> None:
         gate = SlotGate()
-        ticket = gate.ticket()
         for _ in range(300):  # one request held again and again, no request ending meanwhile
-            await gate.wait(ticket, 0)
+            await gate.wait(1.0, 0)
         assert len(gate.waiters) <= 65
 
     asyncio.run(scenario())
@@ -153,3 +152,58 @@ def test_a_held_request_teaches_the_strategy_the_engine_times_not_its_wait() -> 
     (outcome,) = seen
     assert outcome.ttft_s is not None and abs(outcome.ttft_s - 0.2) < 1e-9
     assert 0.5 <= outcome.duration_s < 0.6
+
+
+def test_a_freed_slot_goes_to_the_instance_holding_the_fleets_oldest_request() -> None:
+    line = FleetLine([Holder(10.0, "b", 1), Holder(12.0, "c", 2)])  # b's oldest began at 10 s, c's at 12 s
+    assert line.claimant(own_oldest=9.0) is None  # this instance's own is older: it keeps the slot
+    assert line.claimant(own_oldest=11.0) == "b"
+    assert line.claimant(own_oldest=11.0) is None  # b held one: now this instance's is the oldest
+    assert line.claimant(own_oldest=None) == "c"  # nothing held here
+    assert line.claimant(own_oldest=None) == "c"
+    assert line.claimant(own_oldest=None) is None  # every held request has had a slot
+    assert FleetLine().claimant(own_oldest=None) is None
+
+
+def test_the_gate_passes_a_freed_slot_on_or_wakes_its_own_oldest() -> None:
+    async def scenario() -> None:
+        gate = SlotGate()
+        given: list[tuple[str, object]] = []
+        d = deployment(0, "a")
+        waiting = asyncio.ensure_future(gate.wait(5.0, 5.0))  # held here since 5 s
+        await asyncio.sleep(0)
+        assert gate.oldest() == 5.0
+        gate.fleet = FleetLine([Holder(4.0, "b", 1)])
+        gate.freed(d)  # no state backend to pass it on with: its own look again
+        await asyncio.sleep(0)
+        assert waiting.done() and given == []
+        waiting = asyncio.ensure_future(gate.wait(5.0, 5.0))
+        await asyncio.sleep(0)
+        gate.give = lambda instance, dep: given.append((instance, dep))
+        gate.freed(d)  # b's request is older
+        await asyncio.sleep(0)
+        assert given == [("b", d)] and not waiting.done()
+        gate.freed(d)  # b had one: the next slot is this instance's
+        await asyncio.sleep(0)
+        assert given == [("b", d)] and waiting.done()
+        assert gate.oldest() is None
+
+    asyncio.run(scenario())
+
+
+def test_the_simulated_instances_hold_one_line_for_the_fleet() -> None:
+    """4 instances sharing state: a slot passed to the instance with the fleet's oldest held
+    request, not left to whoever looks first, makes the longest holds one instance's."""
+    specs = SCENARIOS["hetero"].fleet()
+    workload = poisson(token_lengths(4000, seed=4), rate=4.2, seed=4)  # past 90% of the fleet
+    fleet = simulate("expected_delay", specs, workload, gateways=Gateways(4, "inflight"))
+    apart = simulate("expected_delay", specs, workload, gateways=Gateways(4, "inflight", pass_s=None))
+    single = simulate("expected_delay", specs, workload)
+    assert fleet.extra["passed"] > 100 and apart.extra["passed"] == 0
+
+    def longest_holds(result: Any) -> float:
+        waits = sorted(j.sent - j.arrival for j in result.jobs)
+        return sum(waits[-len(waits) // 100 :])  # the 1% held longest
+
+    assert longest_holds(fleet) < 0.7 * longest_holds(apart)  # seed 4: 581 s against 1,063 s
+    assert longest_holds(fleet) < 1.1 * longest_holds(single)  # and 589 s
