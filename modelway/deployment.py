@@ -18,6 +18,8 @@ class DeploymentStats:
 
     inflight: int = 0
     others: int = 0  # in flight at the other instances, as they last published (redis state backend)
+    prefilled_at: float = 0.0  # when the prompts this instance sent are expected prefilled (prefix_affinity)
+    others_prefilled_at: float = 0.0  # and the other instances' prompts, as they last published
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
 
 

@@ -276,12 +276,21 @@ def simulate(
             heapq.heappush(heap, (now + refresh_s, REFRESH, next(seq), item))
         elif kind == PUBLISH:
             published = [inflight_counts(r) for r in runtimes]
+            backlogs = [prefill_backlogs(r, now) for r in runtimes]
             total: dict[int, int] = {}
             for counts in published:
                 for index, n in counts.items():
                     total[index] = total.get(index, 0) + n
+            fleet_backlog: dict[int, float] = {}
+            for backlog in backlogs:
+                for index, seconds in backlog.items():
+                    fleet_backlog[index] = fleet_backlog.get(index, 0.0) + seconds
             for number, counts in enumerate(published):
                 others[number] = {index: n - counts.get(index, 0) for index, n in total.items()}
+                for route in runtimes[number].models.values():
+                    for d in route.deployments:
+                        theirs = fleet_backlog.get(d.index, 0.0) - backlogs[number].get(d.index, 0.0)
+                        d.stats.others_prefilled_at = now + theirs if theirs > 0 else 0.0
                 if gateways.pass_s is not None:
                     lines[number] = fleet_lines(held, number)
             for hub in hubs:
@@ -301,6 +310,16 @@ def fleet_lines(held: Mapping[tuple[int, str], list[tuple[SimRequest, int]]], nu
         if other != number and waiting:
             holders.setdefault(model, []).append(Holder(waiting[0][0].arrival, str(other), len(waiting)))
     return {model: FleetLine(sorted(found, key=lambda h: h.since)) for model, found in holders.items()}
+
+
+def prefill_backlogs(runtime: Runtime, now: float) -> dict[int, float]:
+    """The prefill backlog an instance expects at each deployment (prefix_affinity), in seconds."""
+    return {
+        d.index: d.stats.prefilled_at - now
+        for route in runtime.models.values()
+        for d in route.deployments
+        if d.stats.prefilled_at > now
+    }
 
 
 def inflight_counts(runtime: Runtime) -> dict[int, int]:

@@ -62,10 +62,12 @@ log = logging.getLogger("modelway.state")
 
 INFLIGHT_INTERVAL_S = 0.1  # late binding waits on others' counts this fresh (docs/load-aware-routing.md)
 # Beside the deployments' counts (keys "model|provider|upstream"), a record carries each model's
-# held requests (late binding): HELD + model -> how many, WAITED + model -> the oldest's wait in ms.
+# held requests (late binding): HELD + model -> how many, WAITED + model -> the oldest's wait in ms;
+# and the prefill backlog it expects at each deployment (prefix_affinity): PREFILL + key -> ms.
 # Instances that do not know these keys add them up under names no deployment has.
 HELD = "\x00held|"
 WAITED = "\x00waited|"
+PREFILL = "\x00prefill|"
 SLOTS_MAXLEN = 256  # slots passed to an instance, kept (approximately): it reads them within ms
 SLOT_LATE_S = 1.0  # a slot passed longer ago than this is not taken: rechecks have seen it since
 INFLIGHT_TTL_S = 2.0
@@ -354,11 +356,14 @@ class RedisState:
         attached = self.attached
         counts: dict[str, int] = {}
         deployments = list(attached.deployments()) if attached is not None else []
-        for deployment in deployments:
-            if deployment.stats.inflight:
-                counts[deployment.key] = counts.get(deployment.key, 0) + deployment.stats.inflight
-        gates = {name: route.gate for name, route in attached.routes.items() if route.gate} if attached else {}
         started = time.monotonic()
+        for deployment in deployments:
+            stats = deployment.stats
+            if stats.inflight:
+                counts[deployment.key] = counts.get(deployment.key, 0) + stats.inflight
+            if stats.prefilled_at > started:
+                counts[PREFILL + deployment.key] = int((stats.prefilled_at - started) * 1000)
+        gates = {name: route.gate for name, route in attached.routes.items() if route.gate} if attached else {}
         for name, gate in gates.items():
             oldest = gate.oldest()
             if gate.held and oldest is not None:
@@ -376,6 +381,7 @@ class RedisState:
             if now - self.last_tick > INFLIGHT_TTL_S:  # what we know of the others has expired too
                 for deployment in deployments:
                     deployment.stats.others = 0
+                    deployment.stats.others_prefilled_at = 0.0
             return
         self.last_tick = now
         totals: dict[str, int] = {}
@@ -391,11 +397,14 @@ class RedisState:
                     waited = theirs.get(WAITED + model, 0) / 1000
                     holder = Holder(now - waited, bytes(reply[i - 1]).decode(), int(count))
                     lines.setdefault(model, []).append(holder)
-                elif not key.startswith(WAITED):
+                elif not key.startswith(WAITED):  # a deployment's count, or PREFILL: its backlog
                     totals[key] = totals.get(key, 0) + int(count)
         self.others_seen = len(reply) // 2
         for deployment in deployments:
-            deployment.stats.others = totals.get(deployment.key, 0)
+            stats = deployment.stats
+            stats.others = totals.get(deployment.key, 0)
+            backlog_ms = totals.get(PREFILL + deployment.key)  # every instance's prompts wait in one engine
+            stats.others_prefilled_at = now + backlog_ms / 1000 if backlog_ms else 0.0
         for name, gate in gates.items():
             holders = lines.get(name)
             gate.fleet = FleetLine(sorted(holders, key=lambda h: h.since) if holders else None)

@@ -9,10 +9,12 @@ part of each candidate's expected time to first token computed for this prompt:
 
   wait(d)        max(0, n + 1 - slots) * service / slots: the queue the request would join
                  (expected_delay's queue_wait: only where the slots are known exactly)
-  backlog(d)     the prefills this gateway sent d that are not expected done yet: an engine
+  backlog(d)     the prefills sent to d that are not expected done yet: an engine
                  prefills one prompt after another, so a long prompt sent a moment ago is
                  ahead of this one however warm d's cache is. Each send moves d's
                  `prefilled_at` to max(now, prefilled_at) + prefill_d(its uncached bytes);
+                 with the redis state backend the other instances' backlogs at d are added,
+                 as they last published them (every 0.1 s, with their in-flight counts);
                  counted up to 4x prefill(d), as a sample of it is (its waits are in it).
   uncached(d)    the prompt's bytes less the deepest prefix of it the affinity table has
                  seen go to d (strategies/affinity.py; keys from strategies/prefix.py);
@@ -59,7 +61,6 @@ class PrefixAffinity(ExpectedDelay):
         self.affinity: AffinityTable = MemoryAffinity()
         self.typical: dict[int, float] = {}  # EWMA of the uncached bytes sent to each deployment
         self._proposed: tuple[Prefix | None, Mapping[int, tuple[int, int]]] = (None, {})  # the last propose's
-        self.prefilled_at: dict[int, float] = {}  # when the prefills sent to each deployment are expected done
 
     def choose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
         chosen = self.propose(view, candidates)
@@ -73,8 +74,8 @@ class PrefixAffinity(ExpectedDelay):
             typical = self.typical.get(i)
             self.typical[i] = typical = uncached if typical is None else typical + PREFILL_ALPHA * (uncached - typical)
             if i in self.prefill:
-                start = max(view.now, self.prefilled_at.get(i, 0.0))
-                self.prefilled_at[i] = start + self.prefill[i] * uncached / max(typical, 1.0)
+                stats = chosen.stats
+                stats.prefilled_at = max(view.now, stats.prefilled_at) + self.prefill[i] * uncached / max(typical, 1.0)
         return chosen
 
     def propose(self, view: View, candidates: Sequence[Deployment]) -> Deployment:
@@ -142,6 +143,8 @@ class PrefixAffinity(ExpectedDelay):
         # prefill(d) is a time to first token, waits included: in overload each send adds
         # waits the sends before it already counted, so the backlog counts at most what a
         # sample does (OUTLIER_CAP times the average) rather than run away.
-        backlog = min(max(0.0, self.prefilled_at.get(i, 0.0) - now), OUTLIER_CAP * self.prefill[i])
+        stats = deployment.stats
+        backlog = max(0.0, stats.prefilled_at - now) + max(0.0, stats.others_prefilled_at - now)
+        backlog = min(backlog, OUTLIER_CAP * self.prefill[i])
         own = self.prefill[i] * uncached / max(self.typical[i], 1.0)
         return self.queue_wait(i, after) + backlog + own, after / self.slots[i]
