@@ -126,6 +126,20 @@ def test_a_prompt_just_sent_to_the_holder_delays_its_prefix_while_it_prefills() 
     assert chooser.propose(FixedView(now=15.0, prompt=turn), [a, b]) is holder
 
 
+def test_another_instances_prompts_at_the_holder_delay_its_prefix_too() -> None:
+    """With the redis state backend the other instances publish the prefill backlog they
+    expect at each deployment: it is ahead of this instance's next turn as its own would be."""
+    a, b = deployment(0, "a"), deployment(1, "b")
+    chooser = measured([a, b], [8, 8])
+    holder = ask(chooser, [a, b], prompt(1, 8, 40_000))
+    other = b if holder is a else a
+    turn = prompt(1, 9, 50_000)
+    assert chooser.propose(FixedView(now=10.0, prompt=turn), [a, b]) is holder
+    holder.stats.others_prefilled_at = 12.0  # about 2 s of prompts the others sent there
+    assert chooser.propose(FixedView(now=10.0, prompt=turn), [a, b]) is other
+    assert chooser.propose(FixedView(now=12.5, prompt=turn), [a, b]) is holder  # prefilled by now
+
+
 def test_a_hot_prefix_spreads_with_its_load() -> None:
     """Everyone asks with one long system prompt and nothing ends: the holder takes it while
     it has room, then the bound sends it on; no deployment ends up far past the others."""
