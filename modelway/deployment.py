@@ -18,6 +18,11 @@ class DeploymentStats:
 
     inflight: int = 0
     others: int = 0  # in flight at the other instances, as they last published (redis state backend)
+    peers: int = 0  # how many other instances published, at the last tick
+    # the others' sends since they published, guessed: `peers` for each of this instance's
+    # sends since its last tick (a load balancer spreads requests evenly; without the guess,
+    # every instance sees the same deployment least loaded for up to 0.1 s and piles on it)
+    others_since: int = 0
     prefilled_at: float = 0.0  # when the prompts this instance sent are expected prefilled (prefix_affinity)
     others_prefilled_at: float = 0.0  # and the other instances' prompts, as they last published
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up

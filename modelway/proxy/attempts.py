@@ -76,7 +76,7 @@ class RequestView:
 
     def inflight(self, deployment: Deployment) -> int:
         stats = deployment.stats
-        return stats.inflight + stats.others
+        return stats.inflight + stats.others + stats.others_since
 
     def prefix(self) -> Prefix | None:
         return prefix_of(self._request.raw_body)

@@ -201,7 +201,9 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
         translation, outgoing = crossing
     sent = time.monotonic()
     started = record.since or sent
-    deployment.stats.inflight += 1
+    stats = deployment.stats
+    stats.inflight += 1
+    stats.others_since += stats.peers
     try:
         if translation is not None and translation.local:
             upstream: UpstreamResponse = LocalResponse(translation.local_body())

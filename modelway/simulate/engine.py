@@ -25,6 +25,8 @@ it at a full engine gets it back, as the request path does, when a request of th
 instance and model ends (the WAKE_PER_END oldest) and every RECHECK_S (all of them), and
 sends it at the latest after HOLD_MAX_S. Its times count from its arrival in the results;
 the strategy learns them from when it was sent (the request path's Outcome does the same).
+Between publishes an instance guesses the others' sends as the request path does: each of
+its own sends counts one more for each other instance (DeploymentStats.others_since).
 With shared state, every instance publishes its held requests with its counts, and a slot
 freed where the fleet's oldest held request is another instance's is passed to that
 instance, `pass_s` later (SlotGate.freed; the redis state backend tells it with one XADD).
@@ -173,6 +175,8 @@ def simulate(
 
     def send(request: SimRequest, number: int, route: ModelRoute, deployment: Deployment, now: float) -> None:
         deployment.stats.inflight += 1
+        if shared:  # the others' sends until they publish, guessed as the request path does
+            others[number][deployment.index] = others[number].get(deployment.index, 0) + count - 1
         backend = backends[deployment.provider.name]
         job = Job(request, backend, deployment, route, request.arrival, number, now)
         jobs.append(job)

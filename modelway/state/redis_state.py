@@ -380,8 +380,9 @@ class RedisState:
                 gate.fleet = FleetLine()  # nothing is passed on while the others cannot be told
             if now - self.last_tick > INFLIGHT_TTL_S:  # what we know of the others has expired too
                 for deployment in deployments:
-                    deployment.stats.others = 0
-                    deployment.stats.others_prefilled_at = 0.0
+                    stats = deployment.stats
+                    stats.others = stats.peers = stats.others_since = 0
+                    stats.others_prefilled_at = 0.0
             return
         self.last_tick = now
         totals: dict[str, int] = {}
@@ -403,6 +404,8 @@ class RedisState:
         for deployment in deployments:
             stats = deployment.stats
             stats.others = totals.get(deployment.key, 0)
+            stats.peers = self.others_seen
+            stats.others_since = 0
             backlog_ms = totals.get(PREFILL + deployment.key)  # every instance's prompts wait in one engine
             stats.others_prefilled_at = now + backlog_ms / 1000 if backlog_ms else 0.0
         for name, gate in gates.items():
