@@ -18,11 +18,17 @@ class DeploymentStats:
 
     inflight: int = 0
     others: int = 0  # in flight at the other instances, as they last published (redis state backend)
+    # Between ticks the others' counts are guessed to move as this instance's do, `peers`
+    # times over (a load balancer spreads requests evenly): without the guess every instance
+    # sees the same deployment least loaded for up to 0.1 s and piles on it.
     peers: int = 0  # how many other instances published, at the last tick
-    # the others' sends since they published, guessed: `peers` for each of this instance's
-    # sends since its last tick (a load balancer spreads requests evenly; without the guess,
-    # every instance sees the same deployment least loaded for up to 0.1 s and piles on it)
-    others_since: int = 0
+    published: int = 0  # this instance's count as it published it at the last tick
+
+    def fleet(self) -> int:
+        """In flight at every instance, as far as this one can tell."""
+        inflight = self.inflight
+        others = self.others + self.peers * (inflight - self.published)
+        return inflight + others if others > 0 else inflight
     prefilled_at: float = 0.0  # when the prompts this instance sent are expected prefilled (prefix_affinity)
     others_prefilled_at: float = 0.0  # and the other instances' prompts, as they last published
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up

@@ -75,8 +75,7 @@ class RequestView:
         return self._request.hash_key(hash_on)
 
     def inflight(self, deployment: Deployment) -> int:
-        stats = deployment.stats
-        return stats.inflight + stats.others + stats.others_since
+        return deployment.stats.fleet()
 
     def prefix(self) -> Prefix | None:
         return prefix_of(self._request.raw_body)

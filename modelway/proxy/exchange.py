@@ -201,9 +201,7 @@ async def exchange_once(request: Incoming, model: str, record: AttemptRecord, se
         translation, outgoing = crossing
     sent = time.monotonic()
     started = record.since or sent
-    stats = deployment.stats
-    stats.inflight += 1
-    stats.others_since += stats.peers
+    deployment.stats.inflight += 1
     try:
         if translation is not None and translation.local:
             upstream: UpstreamResponse = LocalResponse(translation.local_body())

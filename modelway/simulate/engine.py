@@ -25,8 +25,8 @@ it at a full engine gets it back, as the request path does, when a request of th
 instance and model ends (the WAKE_PER_END oldest) and every RECHECK_S (all of them), and
 sends it at the latest after HOLD_MAX_S. Its times count from its arrival in the results;
 the strategy learns them from when it was sent (the request path's Outcome does the same).
-Between publishes an instance guesses the others' sends as the request path does: each of
-its own sends counts one more for each other instance (DeploymentStats.others_since).
+Between publishes an instance guesses the others' counts as the request path does
+(DeploymentStats.fleet): they move as its own do, once for each other instance.
 With shared state, every instance publishes its held requests with its counts, and a slot
 freed where the fleet's oldest held request is another instance's is passed to that
 instance, `pass_s` later (SlotGate.freed; the redis state backend tells it with one XADD).
@@ -163,7 +163,7 @@ def simulate(
     held: dict[tuple[int, str], list[tuple[SimRequest, int]]] = {}  # by instance and model, oldest first
 
     loads: list[Mapping[str, float]] = [NO_LOAD] * count
-    others: list[dict[int, int]] = [{} for _ in range(count)]  # what the other instances published
+    deployments = [{d.index: d for route in rt.models.values() for d in route.deployments} for rt in runtimes]
     lines: list[dict[str, FleetLine]] = [{} for _ in range(count)]  # the others' held requests, by model
     passed = 0  # slots passed to another instance
     pending = len(workload.requests)
@@ -175,8 +175,6 @@ def simulate(
 
     def send(request: SimRequest, number: int, route: ModelRoute, deployment: Deployment, now: float) -> None:
         deployment.stats.inflight += 1
-        if shared:  # the others' sends until they publish, guessed as the request path does
-            others[number][deployment.index] = others[number].get(deployment.index, 0) + count - 1
         backend = backends[deployment.provider.name]
         job = Job(request, backend, deployment, route, request.arrival, number, now)
         jobs.append(job)
@@ -186,7 +184,7 @@ def simulate(
     def place(request: SimRequest, number: int, route: ModelRoute, candidates: list[Deployment], now: float) -> None:
         """Send the request, or hold it (late binding) where its strategy would rather."""
         strategy = route.strategy
-        view = SimView(now, loads[number], request, others[number] if shared else None)
+        view = SimView(now, loads[number], request)
         if isinstance(strategy, Holding) and now - request.arrival < HOLD_MAX_S and strategy.may_hold(view, candidates):
             proposed = strategy.propose(view, candidates)
             if not strategy.admit(view, proposed):
@@ -209,7 +207,7 @@ def simulate(
             place(request, number, route, candidates_of(route) or route.deployments, now)
         held[(number, model)].sort(key=lambda entry: entry[0].arrival)  # those held anew keep their turn
 
-    def freed(number: int, model: str, index: int, now: float) -> None:
+    def freed(number: int, model: str, deployment: Deployment, now: float) -> None:
         """A request ended: its slot goes to the fleet's oldest held request (SlotGate.freed)."""
         nonlocal passed
         line = lines[number].get(model)
@@ -217,9 +215,10 @@ def simulate(
             own = held.get((number, model))
             claimant = line.claimant(own[0][0].arrival if own else None)
             if claimant is not None:
-                others[number][index] = others[number].get(index, 0) + 1  # the slot is the claimant's
+                deployment.stats.others += 1  # the slot is the claimant's (RedisState.give)
                 passed += 1
-                heapq.heappush(heap, (now + (gateways.pass_s or 0.0), PASSED, next(seq), (int(claimant), model, index)))
+                passing = (int(claimant), model, deployment.index)
+                heapq.heappush(heap, (now + (gateways.pass_s or 0.0), PASSED, next(seq), passing))
                 return
         release(number, model, now, WAKE_PER_END)
 
@@ -262,11 +261,12 @@ def simulate(
             if started is not None:
                 finish_at(started)
             if holding:
-                freed(job.instance, job.request.model, deployment.index, now)
+                freed(job.instance, job.request.model, deployment, now)
         elif kind == PASSED:  # another instance passed this one a slot
             number, model, index = item
-            if others[number].get(index, 0) > 0:
-                others[number][index] -= 1
+            stats = deployments[number][index].stats
+            if stats.others > 0:
+                stats.others -= 1
             release(number, model, now, WAKE_PER_END)
         elif kind == RECHECK:
             for number, model in list(held):
@@ -290,11 +290,13 @@ def simulate(
                 for index, seconds in backlog.items():
                     fleet_backlog[index] = fleet_backlog.get(index, 0.0) + seconds
             for number, counts in enumerate(published):
-                others[number] = {index: n - counts.get(index, 0) for index, n in total.items()}
-                for route in runtimes[number].models.values():
-                    for d in route.deployments:
-                        theirs = fleet_backlog.get(d.index, 0.0) - backlogs[number].get(d.index, 0.0)
-                        d.stats.others_prefilled_at = now + theirs if theirs > 0 else 0.0
+                for index, d in deployments[number].items():  # as RedisState.tick sets them
+                    stats = d.stats
+                    stats.others = total.get(index, 0) - counts.get(index, 0)
+                    stats.published = stats.inflight
+                    stats.peers = count - 1
+                    theirs = fleet_backlog.get(index, 0.0) - backlogs[number].get(index, 0.0)
+                    stats.others_prefilled_at = now + theirs if theirs > 0 else 0.0
                 if gateways.pass_s is not None:
                     lines[number] = fleet_lines(held, number)
             for hub in hubs:

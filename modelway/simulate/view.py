@@ -44,27 +44,22 @@ def request_prefix(request: SimRequest) -> Prefix:
 
 
 class SimView:
-    """One instance's view of one request. `others`: the other instances' published
-    in-flight counts by deployment index (None: counts not shared)."""
+    """One instance's view of one request: its deployments' in-flight counts include the
+    other instances' (DeploymentStats.fleet) where the engine loop shares them."""
 
-    __slots__ = ("_others", "_request", "load", "now")
+    __slots__ = ("_request", "load", "now")
     stream = True
 
-    def __init__(
-        self, now: float, load: Mapping[str, float], request: SimRequest, others: Mapping[int, int] | None
-    ) -> None:
+    def __init__(self, now: float, load: Mapping[str, float], request: SimRequest) -> None:
         self.now = now
         self.load = load
         self._request = request
-        self._others = others
 
     def hash_key(self, hash_on: HashOn) -> str | None:
         return self._request.session
 
     def inflight(self, deployment: Deployment) -> int:
-        others = self._others
-        own = deployment.stats.inflight
-        return own + others.get(deployment.index, 0) if others else own
+        return deployment.stats.fleet()
 
     def prefix(self) -> Prefix:
         return request_prefix(self._request)

@@ -359,6 +359,7 @@ class RedisState:
         started = time.monotonic()
         for deployment in deployments:
             stats = deployment.stats
+            stats.published = stats.inflight  # the guess of the others' counts starts from here
             if stats.inflight:
                 counts[deployment.key] = counts.get(deployment.key, 0) + stats.inflight
             if stats.prefilled_at > started:
@@ -381,7 +382,7 @@ class RedisState:
             if now - self.last_tick > INFLIGHT_TTL_S:  # what we know of the others has expired too
                 for deployment in deployments:
                     stats = deployment.stats
-                    stats.others = stats.peers = stats.others_since = 0
+                    stats.others = stats.peers = 0
                     stats.others_prefilled_at = 0.0
             return
         self.last_tick = now
@@ -405,7 +406,6 @@ class RedisState:
             stats = deployment.stats
             stats.others = totals.get(deployment.key, 0)
             stats.peers = self.others_seen
-            stats.others_since = 0
             backlog_ms = totals.get(PREFILL + deployment.key)  # every instance's prompts wait in one engine
             stats.others_prefilled_at = now + backlog_ms / 1000 if backlog_ms else 0.0
         for name, gate in gates.items():

@@ -232,8 +232,14 @@ def test_shared_state_shows_every_instance_the_others_counts_and_records() -> No
     from .helpers import deployment
 
     d = deployment(3, "a", inflight=2)
-    view = SimView(0.0, {}, poisson([(8000, 10)], 1.0, 1).requests[0], {3: 5})
-    assert view.inflight(d) == 7 and view.prefix().size == 32_000 and view.prefix().keys == ()
+    view = SimView(0.0, {}, poisson([(8000, 10)], 1.0, 1).requests[0])
+    assert view.inflight(d) == 2 and view.prefix().size == 32_000 and view.prefix().keys == ()
+    d.stats.others, d.stats.peers, d.stats.published = 5, 3, 2  # published with 2 of its own
+    assert view.inflight(d) == 7
+    d.stats.inflight = 3  # one more since: each of the 3 others is guessed to have sent one too
+    assert view.inflight(d) == 3 + 5 + 3
+    d.stats.inflight = 0  # two fewer: so have theirs, down to none
+    assert view.inflight(d) == 0
     tables = [MemoryAffinity(), MemoryAffinity()]
     hub = AffinityHub(list(tables))
     mine = ReplicatedAffinity(tables[0], hub, 0)

@@ -2,7 +2,7 @@
 instance publishes every 0.1 s beside its in-flight counts — its held requests per model
 (the fleet's line, strategies/holding.py) and the prefill backlog it expects at each
 deployment (prefix_affinity) — and what it makes of the others' records, including the
-guess of their sends since (`others_since`). Redis itself is
+guess of their counts until the next (`DeploymentStats.fleet`). Redis itself is
 replaced by the reply its script would give; tests/e2e/test_fleet_line.py runs the real one."""
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ def test_a_record_carries_held_requests_and_backlogs_and_the_others_are_read_fro
         state.attach(Attached(MemoryHealth(CooldownConfig()), {}, lambda: [a, b], {"m": route}))
         now = time.monotonic()
         a.stats.inflight = 3
-        a.stats.others_since = 2  # guessed: the others' sends since they published
         a.stats.prefilled_at = now + 1.5  # 1.5 s of prompts this instance sent to a, not yet prefilled
         held = asyncio.ensure_future(route.gate.wait(now - 2.0, 5.0))  # held here for 2 s
         await asyncio.sleep(0)
@@ -56,10 +55,11 @@ def test_a_record_carries_held_requests_and_backlogs_and_the_others_are_read_fro
         assert 1400 <= mine[PREFILL + a.key] <= 1500
         assert mine[HELD + "m"] == 1 and 2000 <= mine[WAITED + "m"] <= 2100
         assert a.stats.others == 2 and b.stats.others == 1
-        assert a.stats.peers == 1 and a.stats.others_since == 0  # their counts replace the guess
-        assert RequestView(cast(Any, None), None, 0.0).inflight(a) == 3 + 2
-        a.stats.others_since += a.stats.peers  # a send of this instance's (proxy/exchange.py)
-        assert RequestView(cast(Any, None), None, 0.0).inflight(a) == 3 + 2 + 1
+        assert a.stats.peers == 1 and a.stats.published == 3
+        view = RequestView(cast(Any, None), None, 0.0)
+        assert view.inflight(a) == 3 + 2
+        a.stats.inflight = 4  # one more since the tick: the other instance is guessed to have one more too
+        assert view.inflight(a) == 4 + 3
         assert a.stats.others_prefilled_at == 0.0
         assert 0.7 < b.stats.others_prefilled_at - time.monotonic() <= 0.8
         (holder,) = route.gate.fleet.holders
