@@ -26,7 +26,7 @@ instance and model ends (the WAKE_PER_END oldest) and every RECHECK_S (all of th
 sends it at the latest after HOLD_MAX_S. Its times count from its arrival in the results;
 the strategy learns them from when it was sent (the request path's Outcome does the same).
 Between publishes an instance guesses the others' counts as the request path does
-(DeploymentStats.fleet): they move as its own do, once for each other instance.
+(DeploymentStats.fleet): they grow as its own has, once for each other instance.
 With shared state, every instance publishes its held requests with its counts, and a slot
 freed where the fleet's oldest held request is another instance's is passed to that
 instance, `pass_s` later (SlotGate.freed; the redis state backend tells it with one XADD).
