@@ -18,21 +18,21 @@ class DeploymentStats:
 
     inflight: int = 0
     others: int = 0  # in flight at the other instances, as they last published (redis state backend)
-    # Between ticks the others' counts are guessed to grow as this instance's does, `peers`
-    # times over (a load balancer spreads requests evenly): without the guess every instance
-    # sees the same deployment least loaded for up to 0.1 s and piles on it. Not to shrink:
-    # when this instance's requests end says nothing of when theirs do.
     peers: int = 0  # how many other instances published, at the last tick
     published: int = 0  # this instance's count as it published it at the last tick
-
-    def fleet(self) -> int:
-        """In flight at every instance, as far as this one can tell."""
-        inflight = self.inflight
-        grown = inflight - self.published
-        return inflight + self.others + (self.peers * grown if grown > 0 else 0)
     prefilled_at: float = 0.0  # when the prompts this instance sent are expected prefilled (prefix_affinity)
     others_prefilled_at: float = 0.0  # and the other instances' prompts, as they last published
     quota_low_until: float = 0.0  # the upstream said its rate limit is nearly used up
+
+    def fleet(self) -> int:
+        """In flight at every instance, as far as this one can tell. Between ticks the others'
+        counts are guessed to grow as this instance's has, `peers` times over (a load balancer
+        spreads requests evenly): without the guess every instance sees the same deployment
+        least loaded for up to 0.1 s and piles on it. Not to shrink: this instance's requests
+        ending says nothing of when theirs do."""
+        inflight = self.inflight
+        grown = inflight - self.published
+        return inflight + self.others + (self.peers * grown if grown > 0 else 0)
 
 
 @dataclass(eq=False, slots=True)

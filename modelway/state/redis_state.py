@@ -325,8 +325,10 @@ class RedisState:
             return
         key = fields.get(b"k", b"").decode()
         for deployment in route.deployments:
-            if deployment.key == key and deployment.stats.others > 0:
-                deployment.stats.others -= 1
+            if deployment.key == key:
+                if deployment.stats.others > 0:
+                    deployment.stats.others -= 1
+                break
         self.slots_taken += 1
         route.gate.wake()
 
