@@ -19,7 +19,7 @@ from support.gateway import Gateway
 from support.http import post_json
 from support.redis_server import RedisServer, started_redis
 from support.shared import ADMIN_KEY, admin_state, sharing
-from support.upstream import Behaviour, Upstream
+from support.upstream import Behaviour, Upstream, running_engines
 
 SLOTS = 2
 WORK_S = 1.0  # each request holds an engine slot this long
@@ -34,12 +34,8 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture()
 def engines() -> Iterator[list[Upstream]]:
-    started = [Upstream(name).start() for name in ("engine-a", "engine-b")]
-    for engine in started:
-        engine.slots = SLOTS
-    yield started
-    for engine in started:
-        engine.stop()
+    with running_engines(SLOTS, "engine-a", "engine-b") as started:
+        yield started
 
 
 def config(redis_url: str, engines: list[Upstream]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from support.gateway import Gateway
 from support.http import post_json, request
-from support.upstream import Behaviour, Upstream
+from support.upstream import Behaviour, Upstream, running_engines
 
 SLOTS = 2
 WORK_S = 0.6  # each request holds an engine slot this long
@@ -26,12 +26,8 @@ CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 
 @pytest.fixture(scope="module")
 def engines() -> Iterator[list[Upstream]]:
-    started = [Upstream(name).start() for name in ("engine-a", "engine-b")]
-    for engine in started:
-        engine.slots = SLOTS
-    yield started
-    for engine in started:
-        engine.stop()
+    with running_engines(SLOTS, "engine-a", "engine-b") as started:
+        yield started
 
 
 def config(engines: list[Upstream], strategy: str) -> dict[str, Any]:

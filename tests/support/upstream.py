@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -313,3 +315,17 @@ def engine_metrics(waiting: int, running: int, kv: float = 0.5) -> str:
         "# TYPE vllm:kv_cache_usage_perc gauge\n"
         f'vllm:kv_cache_usage_perc{{engine="0",model_name="m"}} {kv}\n'
     )
+
+
+@contextmanager
+def running_engines(slots: int, *names: str) -> Iterator[list[Upstream]]:
+    """Test engines, started: each runs at most `slots` requests at once and queues the
+    rest, showing vLLM's gauges live (engine mode)."""
+    started = [Upstream(name).start() for name in names]
+    for engine in started:
+        engine.slots = slots
+    try:
+        yield started
+    finally:
+        for engine in started:
+            engine.stop()
