@@ -97,7 +97,10 @@ def test_a_slot_freed_at_one_instance_goes_to_the_older_request_held_at_the_othe
             newer = pool.submit(ask, two, "newer", 0.8)  # held at `two`, behind it in the fleet's line
             assert [f.result() for f in filling] == [200] * 4
             assert older.result() == 200 and newer.result() == 200
-        assert [e.peak_waiting for e in engines] == [0, 0]  # the line was at the gateways
+        # The line was at the gateways. One request may reach an engine's queue: the slot
+        # passed to `one` counts as its at `two` only until `two`'s next tick, which can read
+        # `one`'s count from before it sent `older` (docs/load-aware-routing.md).
+        assert sum(e.peak_waiting for e in engines) <= 1
         first_free = min(started_at(engines, f"fill {n}") for n in range(4)) + WORK_S
         # The first slot to free was `two`'s, and `one` was told of it at once (3 ms here; without
         # the fleet's line, `newer` took it and `older` had a slot 0.2 s later)
