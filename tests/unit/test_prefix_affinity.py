@@ -43,6 +43,15 @@ def measured(deployments: Sequence[Deployment], slots: Sequence[int], name: str 
     return chooser
 
 
+def first_turn_sent() -> tuple[PrefixAffinity, list[Deployment], Deployment, Deployment]:
+    """Two measured deployments of 8 slots, and conversation 1's first turn (40 KB) sent:
+    the strategy, both deployments, the one now holding the prefix, and the other."""
+    a, b = deployment(0, "a"), deployment(1, "b")
+    chooser = measured([a, b], [8, 8])
+    holder = ask(chooser, [a, b], prompt(1, 8, 40_000))
+    return chooser, [a, b], holder, b if holder is a else a
+
+
 # the table
 
 
@@ -92,10 +101,7 @@ def test_bounded_load_holds_a_deployment_to_its_prefixes_only_with_room_or_near_
 
 
 def test_the_holder_gets_its_prefix_while_it_has_room_and_not_beyond_the_bound() -> None:
-    a, b = deployment(0, "a"), deployment(1, "b")
-    chooser = measured([a, b], [8, 8])
-    first = ask(chooser, [a, b], prompt(1, 8, 40_000))
-    other = b if first is a else a
+    chooser, (a, b), first, other = first_turn_sent()
     first.stats.inflight = 5
     # the next turn, once the first is answered: its holder is busier, but has a free slot
     # and 40 KB of the prompt
@@ -111,10 +117,7 @@ def test_the_holder_gets_its_prefix_while_it_has_room_and_not_beyond_the_bound()
 def test_a_prompt_just_sent_to_the_holder_delays_its_prefix_while_it_prefills() -> None:
     """The engine prefills one prompt after another: a long uncached prompt sent to the
     holder a moment ago is ahead of the next turn there, however warm its cache."""
-    a, b = deployment(0, "a"), deployment(1, "b")
-    chooser = measured([a, b], [8, 8])
-    holder = ask(chooser, [a, b], prompt(1, 8, 40_000))
-    other = b if holder is a else a
+    chooser, (a, b), holder, other = first_turn_sent()
     # at t=10 a new conversation's 200 KB prompt goes to the holder too (both idle, same cost)
     other.stats.inflight = 1
     assert ask(chooser, [a, b], prompt(2, 8, 200_000), now=10.0) is holder
@@ -129,10 +132,7 @@ def test_a_prompt_just_sent_to_the_holder_delays_its_prefix_while_it_prefills() 
 def test_another_instances_prompts_at_the_holder_delay_its_prefix_too() -> None:
     """With the redis state backend the other instances publish the prefill backlog they
     expect at each deployment: it is ahead of this instance's next turn as its own would be."""
-    a, b = deployment(0, "a"), deployment(1, "b")
-    chooser = measured([a, b], [8, 8])
-    holder = ask(chooser, [a, b], prompt(1, 8, 40_000))
-    other = b if holder is a else a
+    chooser, (a, b), holder, other = first_turn_sent()
     turn = prompt(1, 9, 50_000)
     assert chooser.propose(FixedView(now=10.0, prompt=turn), [a, b]) is holder
     holder.stats.others_prefilled_at = 12.0  # about 2 s of prompts the others sent there
